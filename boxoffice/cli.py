@@ -1,0 +1,96 @@
+"""The `boxoffice` command line."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from boxoffice.settings import get_settings
+
+app = typer.Typer(help="boxoffice: event-sourced ticketing and chat on Kafka", no_args_is_help=True)
+
+Only = Annotated[
+    list[str] | None,
+    typer.Argument(help="components (postgres, kafka, processors, api); default all"),
+]
+
+
+def _only(names: list[str] | None) -> tuple[str, ...]:
+    from stack.services import COMPONENTS
+
+    if not names:
+        return COMPONENTS
+    unknown = [n for n in names if n not in COMPONENTS]
+    if unknown:
+        raise typer.BadParameter(f"unknown component(s): {', '.join(unknown)}")
+    return tuple(names)
+
+
+@app.command()
+def up(only: Only = None) -> None:
+    """Start the local stack (idempotent) and print its URLs."""
+    from stack.services import Stack
+
+    settings = get_settings()
+    Stack(settings).up(_only(only), say=typer.echo)
+    typer.echo("")
+    typer.echo(f"API       {settings.api_url}")
+    typer.echo(f"API docs  {settings.api_url}/docs")
+    typer.echo(f"Metrics   {settings.api_url}/metrics")
+    typer.echo(f"Kafka     {settings.kafka_bootstrap}")
+    typer.echo(
+        f"Postgres  postgresql://{settings.pg_user}@{settings.pg_host}:{settings.pg_port}/"
+        f"{settings.pg_database}"
+    )
+    typer.echo(f"Logs      {settings.log_dir}")
+
+
+@app.command()
+def down(only: Only = None) -> None:
+    """Stop the local stack (or the named components)."""
+    from stack.services import Stack
+
+    Stack(get_settings()).down(_only(only), say=typer.echo)
+
+
+@app.command()
+def status() -> None:
+    """Say which components are running; exit 1 unless all are."""
+    from stack.services import Stack
+
+    state = Stack(get_settings()).status()
+    for name, running in state.items():
+        typer.echo(f"{name:<10} {'running' if running else 'stopped'}")
+    if not all(state.values()):
+        raise typer.Exit(1)
+
+
+@app.command()
+def api() -> None:
+    """Run the HTTP API in the foreground."""
+    from api.app import main
+
+    main()
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending PostgreSQL migrations."""
+    from snapshots.database import migrate as run
+
+    for name in run(get_settings()):
+        typer.echo(f"applied {name}")
+
+
+@app.command()
+def topics() -> None:
+    """Create the missing Kafka topics."""
+    from producers.topics import ensure_topics
+
+    for name in ensure_topics(get_settings()):
+        typer.echo(f"created {name}")
+
+
+if __name__ == "__main__":
+    app()
