@@ -1,0 +1,67 @@
+"""Ticketing: shows, seats, zones, holds, payments and refunds as a pure decider.
+
+`decide(state, command, now) -> events` and `evolve(state, event) -> state` live in
+`decider`; the seat-map and order read models in `views`.
+"""
+
+from domain.ticketing.commands import (
+    COMMAND_TYPES,
+    CancelHold,
+    Command,
+    ConfirmPayment,
+    CreateShow,
+    ExpireHolds,
+    PlaceHold,
+    RefundOrder,
+)
+from domain.ticketing.decider import decide, evolve, fold
+from domain.ticketing.errors import ERRORS_BY_CODE, JournalError, TicketingError
+from domain.ticketing.events import (
+    EVENT_TYPES,
+    PART_TYPES,
+    Event,
+    HoldCancelled,
+    HoldExpired,
+    OrderPaid,
+    OrderRefunded,
+    PaymentRefused,
+    SeatsHeld,
+    ShowCreated,
+    Ticket,
+)
+from domain.ticketing.payments import refusal_error
+from domain.ticketing.show import Order, Show
+from domain.ticketing.venue import Section, Zone
+
+__all__ = [
+    "COMMAND_TYPES",
+    "ERRORS_BY_CODE",
+    "EVENT_TYPES",
+    "PART_TYPES",
+    "CancelHold",
+    "Command",
+    "ConfirmPayment",
+    "CreateShow",
+    "Event",
+    "ExpireHolds",
+    "HoldCancelled",
+    "HoldExpired",
+    "JournalError",
+    "Order",
+    "OrderPaid",
+    "OrderRefunded",
+    "PaymentRefused",
+    "PlaceHold",
+    "RefundOrder",
+    "SeatsHeld",
+    "Section",
+    "Show",
+    "ShowCreated",
+    "Ticket",
+    "TicketingError",
+    "Zone",
+    "decide",
+    "evolve",
+    "fold",
+    "refusal_error",
+]

@@ -1,0 +1,131 @@
+"""What callers ask of a show. Every command carries `command_id`, the deduplication key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from domain.ticketing.venue import Section, Zone
+
+
+@dataclass(frozen=True, slots=True)
+class CreateShow:
+    command_id: str
+    show_id: str
+    organizer: str
+    name: str
+    starts_at: datetime
+    hold_seconds: int
+    sections: tuple[Section, ...]
+    zones: tuple[Zone, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceHold:
+    """Hold seats for `order_id`, all or nothing.
+
+    Exactly one way of choosing must be used (build it with `of_seats`, `of_zone` or
+    `best`): explicit `seats`; `zone` + `quantity`; or `best_available` + `quantity`,
+    optionally limited to `section`.
+    """
+
+    command_id: str
+    show_id: str
+    user: str
+    order_id: str
+    seats: tuple[str, ...] = ()
+    zone: str | None = None
+    quantity: int = 0
+    best_available: bool = False
+    section: str | None = None
+
+    @classmethod
+    def of_seats(
+        cls, *, command_id: str, show_id: str, user: str, order_id: str, seats: tuple[str, ...]
+    ) -> PlaceHold:
+        return cls(command_id, show_id, user, order_id, seats=seats)
+
+    @classmethod
+    def of_zone(
+        cls,
+        *,
+        command_id: str,
+        show_id: str,
+        user: str,
+        order_id: str,
+        zone: str,
+        quantity: int,
+    ) -> PlaceHold:
+        return cls(command_id, show_id, user, order_id, zone=zone, quantity=quantity)
+
+    @classmethod
+    def best(
+        cls,
+        *,
+        command_id: str,
+        show_id: str,
+        user: str,
+        order_id: str,
+        quantity: int,
+        section: str | None = None,
+    ) -> PlaceHold:
+        return cls(
+            command_id,
+            show_id,
+            user,
+            order_id,
+            quantity=quantity,
+            best_available=True,
+            section=section,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CancelHold:
+    command_id: str
+    show_id: str
+    user: str
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireHolds:
+    """Sent by the timer: journal HoldExpired for every hold that has run out by `now`."""
+
+    command_id: str
+    show_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmPayment:
+    """The payment provider took `amount_cents` under `charge_id`; turn the hold into a sale.
+
+    The charge already happened, so a refusal is journaled (PaymentRefused) rather than lost.
+    """
+
+    command_id: str
+    show_id: str
+    user: str
+    order_id: str
+    charge_id: str
+    amount_cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class RefundOrder:
+    command_id: str
+    show_id: str
+    user: str
+    order_id: str
+
+
+Command = CreateShow | PlaceHold | CancelHold | ExpireHolds | ConfirmPayment | RefundOrder
+
+COMMAND_TYPES: tuple[type[Command], ...] = (
+    CreateShow,
+    PlaceHold,
+    CancelHold,
+    ExpireHolds,
+    ConfirmPayment,
+    RefundOrder,
+)

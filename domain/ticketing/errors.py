@@ -1,0 +1,224 @@
+"""Ticketing rejections as domain values, each with the stable `code` of the public contract.
+
+A raised TicketingError means the command changed nothing and journals nothing; the adapter
+maps `code` (and `details()`) to the HTTP answer once, in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, TypeVar, dataclass_transform
+
+_E = TypeVar("_E", bound="TicketingError")
+
+
+class TicketingError(Exception):
+    """Base of every ticketing rejection."""
+
+    code: ClassVar[str] = "ticketing_error"
+
+    def details(self) -> dict[str, object]:
+        """The error's fields as JSON-ready values (tuples become lists)."""
+        return {
+            f.name: list(value) if isinstance(value, tuple) else value
+            for f in fields(self)  # type: ignore[arg-type]
+            for value in (getattr(self, f.name),)
+        }
+
+    def __str__(self) -> str:
+        shown = ", ".join(f"{key}={value!r}" for key, value in self.details().items())
+        return f"{self.code}({shown})" if shown else self.code
+
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[object, ...]]:
+        # Exception pickling replays `args`, which dataclass construction leaves empty.
+        return (type(self), tuple(getattr(self, f.name) for f in fields(self)))  # type: ignore[arg-type]
+
+
+@dataclass_transform(frozen_default=True)
+def _error(cls: type[_E]) -> type[_E]:
+    """Make `cls` a frozen, slotted dataclass that still accepts exception notes.
+
+    A frozen dataclass refuses every attribute assignment, but BaseException.add_note (used by
+    pytest, hypothesis and ExceptionGroup reporting) must set `__notes__`.
+    """
+    frozen = dataclass(frozen=True, slots=True)(cls)
+    refuse = frozen.__setattr__
+
+    def set_attribute(self: BaseException, name: str, value: object) -> None:
+        if name == "__notes__":
+            BaseException.__setattr__(self, name, value)
+        else:
+            refuse(self, name, value)
+
+    frozen.__setattr__ = set_attribute  # type: ignore[assignment]
+    return frozen
+
+
+@_error
+class SeatsUnavailableError(TicketingError):
+    code: ClassVar[str] = "seats_unavailable"
+    seats: tuple[str, ...]
+
+    def details(self) -> dict[str, object]:
+        return {"unavailable": list(self.seats)}
+
+
+@_error
+class ZoneSoldOutError(TicketingError):
+    code: ClassVar[str] = "zone_sold_out"
+    zone: str
+    requested: int
+    available: int
+
+
+@_error
+class NotEnoughSeatsError(TicketingError):
+    code: ClassVar[str] = "not_enough_seats"
+    requested: int
+    available: int
+
+
+@_error
+class UnknownSeatError(TicketingError):
+    code: ClassVar[str] = "unknown_seat"
+    seats: tuple[str, ...]
+
+
+@_error
+class ShowNotFoundError(TicketingError):
+    code: ClassVar[str] = "show_not_found"
+    show_id: str
+
+
+@_error
+class ShowExistsError(TicketingError):
+    code: ClassVar[str] = "show_exists"
+    show_id: str
+
+
+@_error
+class InvalidShowError(TicketingError):
+    code: ClassVar[str] = "invalid_show"
+    reason: str
+
+
+@_error
+class OrderNotFoundError(TicketingError):
+    code: ClassVar[str] = "order_not_found"
+    order_id: str
+
+
+@_error
+class OrderExistsError(TicketingError):
+    """A hold reused an order id of this show under another command id."""
+
+    code: ClassVar[str] = "order_exists"
+    order_id: str
+
+
+@_error
+class OrderNotHeldError(TicketingError):
+    code: ClassVar[str] = "order_not_held"
+    order_id: str
+    status: str
+
+
+@_error
+class OrderNotPaidError(TicketingError):
+    code: ClassVar[str] = "order_not_paid"
+    order_id: str
+    status: str
+
+
+@_error
+class HoldExpiredError(TicketingError):
+    code: ClassVar[str] = "hold_expired"
+    order_id: str
+
+
+@_error
+class NotOrderOwnerError(TicketingError):
+    code: ClassVar[str] = "not_order_owner"
+    order_id: str
+
+
+@_error
+class PaymentAmountMismatchError(TicketingError):
+    """The charge does not match the order total; the charge is refunded, the hold kept."""
+
+    code: ClassVar[str] = "payment_amount_mismatch"
+    order_id: str
+    amount_cents: int
+
+
+@_error
+class TooManySeatsError(TicketingError):
+    code: ClassVar[str] = "too_many_seats"
+    requested: int
+    limit: int
+
+
+@_error
+class DuplicateSeatError(TicketingError):
+    code: ClassVar[str] = "duplicate_seat"
+    seats: tuple[str, ...]
+
+
+@_error
+class InvalidQuantityError(TicketingError):
+    code: ClassVar[str] = "invalid_quantity"
+    quantity: int
+
+
+@_error
+class InvalidHoldError(TicketingError):
+    """A hold must ask for exactly one of: seats, zone + quantity, best available."""
+
+    code: ClassVar[str] = "invalid_hold"
+    reason: str
+
+
+@_error
+class UnknownZoneError(TicketingError):
+    code: ClassVar[str] = "unknown_zone"
+    zone: str
+
+
+@_error
+class UnknownSectionError(TicketingError):
+    code: ClassVar[str] = "unknown_section"
+    section: str
+
+
+ERROR_TYPES: tuple[type[TicketingError], ...] = (
+    SeatsUnavailableError,
+    ZoneSoldOutError,
+    NotEnoughSeatsError,
+    UnknownSeatError,
+    ShowNotFoundError,
+    ShowExistsError,
+    InvalidShowError,
+    OrderNotFoundError,
+    OrderExistsError,
+    OrderNotHeldError,
+    OrderNotPaidError,
+    HoldExpiredError,
+    NotOrderOwnerError,
+    PaymentAmountMismatchError,
+    TooManySeatsError,
+    DuplicateSeatError,
+    InvalidQuantityError,
+    InvalidHoldError,
+    UnknownZoneError,
+    UnknownSectionError,
+)
+
+ERRORS_BY_CODE: dict[str, type[TicketingError]] = {error.code: error for error in ERROR_TYPES}
+
+
+class JournalError(Exception):
+    """An event cannot follow the state it is folded into: a version gap, another show's
+    event, an order or seat the show never had. That is a bug or lost data, never an answer
+    to a user, so it is not a TicketingError.
+    """

@@ -1,0 +1,153 @@
+"""What happened to a show, as journaled. Immutable; never edited, only appended.
+
+Every event carries `show_id`, `version` (the stream version once it is applied: ShowCreated
+is 1, each later event one more) and `command_id` (the command that produced it, which is
+how a redelivered command is recognised). Events that free or take seats name them (and the
+zone and quantity), so views fold them without looking anything up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from domain.ticketing.venue import Section, Zone
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """`seat` is a seat id (`A-1-1`) or a zone place (`FLOOR#1`)."""
+
+    ticket_id: str
+    seat: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShowCreated:
+    show_id: str
+    version: int
+    command_id: str
+    organizer: str
+    name: str
+    starts_at: datetime
+    hold_seconds: int
+    sections: tuple[Section, ...]
+    zones: tuple[Zone, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SeatsHeld:
+    """`seats` for a numbered hold, or `zone` for a zone hold; `quantity` counts either."""
+
+    show_id: str
+    version: int
+    command_id: str
+    order_id: str
+    user: str
+    seats: tuple[str, ...]
+    zone: str | None
+    quantity: int
+    total_cents: int
+    held_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HoldCancelled:
+    show_id: str
+    version: int
+    command_id: str
+    order_id: str
+    user: str
+    seats: tuple[str, ...]
+    zone: str | None
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class HoldExpired:
+    show_id: str
+    version: int
+    command_id: str
+    order_id: str
+    user: str
+    seats: tuple[str, ...]
+    zone: str | None
+    quantity: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPaid:
+    show_id: str
+    version: int
+    command_id: str
+    order_id: str
+    user: str
+    seats: tuple[str, ...]
+    zone: str | None
+    quantity: int
+    charge_id: str
+    amount_cents: int
+    tickets: tuple[Ticket, ...]
+    paid_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRefused:
+    """A charge that bought nothing and must be refunded: the durable refund instruction.
+
+    `reason` is the error code the payer is answered with (`hold_expired`, `order_not_held`,
+    `payment_amount_mismatch`); `status` is the order's status after this command.
+    """
+
+    show_id: str
+    version: int
+    command_id: str
+    order_id: str
+    user: str
+    charge_id: str
+    amount_cents: int
+    reason: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRefunded:
+    """The seats are free again; the adapter refunds `charge_id` for `amount_cents`."""
+
+    show_id: str
+    version: int
+    command_id: str
+    order_id: str
+    user: str
+    seats: tuple[str, ...]
+    zone: str | None
+    quantity: int
+    charge_id: str
+    amount_cents: int
+
+
+Event = (
+    ShowCreated
+    | SeatsHeld
+    | HoldCancelled
+    | HoldExpired
+    | OrderPaid
+    | PaymentRefused
+    | OrderRefunded
+)
+
+# The frozen dataclasses that appear inside commands and events, for a codec to register.
+PART_TYPES: tuple[type[Section | Zone | Ticket], ...] = (Section, Zone, Ticket)
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    ShowCreated,
+    SeatsHeld,
+    HoldCancelled,
+    HoldExpired,
+    OrderPaid,
+    PaymentRefused,
+    OrderRefunded,
+)
