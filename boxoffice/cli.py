@@ -12,7 +12,9 @@ app = typer.Typer(help="boxoffice: event-sourced ticketing and chat on Kafka", n
 
 Only = Annotated[
     list[str] | None,
-    typer.Argument(help="components (postgres, kafka, processors, api); default all"),
+    typer.Argument(
+        help="components (postgres, kafka, deciders, views, processors, api); default all"
+    ),
 ]
 
 

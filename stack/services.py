@@ -15,7 +15,7 @@ from stack.broker import KafkaServer
 from stack.database import PostgresServer
 from stack.processes import Daemon, wait_until
 
-COMPONENTS = ("postgres", "kafka", "processors", "api")
+COMPONENTS = ("postgres", "kafka", "deciders", "views", "processors", "api")
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -47,6 +47,14 @@ class Stack:
         return self._daemon("processors", "processors worker")
 
     @property
+    def deciders(self) -> Daemon:
+        return self._daemon("deciders", "processors.deciders")
+
+    @property
+    def views(self) -> Daemon:
+        return self._daemon("views", "processors.views")
+
+    @property
     def api(self) -> Daemon:
         return self._daemon("api", "boxoffice.cli api")
 
@@ -67,6 +75,12 @@ class Stack:
                 + (f" (created {len(created)} topics)" if created else "")
             )
         env = settings_env(s)
+        for name, daemon in (("deciders", self.deciders), ("views", self.views)):
+            if name in only:
+                daemon.start(
+                    [sys.executable, "-m", f"processors.{name}"], env=env, cwd=PROJECT_ROOT
+                )
+                say(f"{name:<10} ok  pid {daemon.pid()}")
         if "processors" in only:
             self.processors.start(
                 [sys.executable, "-m", "processors", "worker", "-l", "info", "--without-web"],
@@ -91,6 +105,8 @@ class Stack:
                 continue
             stoppers: dict[str, Callable[[], bool]] = {
                 "api": self.api.stop,
+                "deciders": self.deciders.stop,
+                "views": self.views.stop,
                 "processors": self.processors.stop,
                 "kafka": self.kafka.stop,
                 "postgres": self.postgres.stop,
@@ -102,6 +118,8 @@ class Stack:
         return {
             "postgres": self.postgres.running(),
             "kafka": self.kafka.running(),
+            "deciders": self.deciders.running(),
+            "views": self.views.running(),
             "processors": self.processors.running(),
             "api": self.api.running(),
         }

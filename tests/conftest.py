@@ -14,6 +14,8 @@ from snapshots.database import migrate
 from stack.services import Stack
 from tests import providers
 
+APP_COMPONENTS = ("deciders", "views", "processors", "api")
+
 
 @pytest.fixture(scope="session")
 def services_provider() -> str:
@@ -55,12 +57,12 @@ def stack(settings: Settings) -> Iterator[Stack]:
     """The processors and the API, running as real processes against the test servers."""
     running = Stack(settings)
     # Leftovers of an interrupted run would carry another run's settings: replace them.
-    running.down(("api", "processors"), say=lambda _: None)
-    running.up(("processors", "api"), say=lambda _: None)
+    running.down(APP_COMPONENTS, say=lambda _: None)
+    running.up(APP_COMPONENTS, say=lambda _: None)
     try:
         yield running
     finally:
-        running.down(("api", "processors"), say=lambda _: None)
+        running.down(APP_COMPONENTS, say=lambda _: None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -39,13 +39,19 @@ def docker_answers() -> bool:
 
 
 def base_settings() -> Settings:
-    """The native test stack: away from the dev stack's directory and ports."""
+    """The native test stack: away from the dev stack's directory and ports.
+
+    BOXOFFICE_TEST_SLOT=N (default 0) moves the whole test stack to var/test-N and ports +N*100,
+    so several test sessions can run side by side on one machine.
+    """
+    slot = int(os.environ.get("BOXOFFICE_TEST_SLOT", "0"))
+    shift = slot * 100
     return Settings(
-        var_dir=PROJECT_ROOT / "var" / "test",
-        http_port=18000,
-        kafka_bootstrap="127.0.0.1:19092",
-        kafka_controller_port=19093,
-        pg_port=15433,
+        var_dir=PROJECT_ROOT / "var" / ("test" if slot == 0 else f"test-{slot}"),
+        http_port=18000 + shift,
+        kafka_bootstrap=f"127.0.0.1:{19092 + shift}",
+        kafka_controller_port=19093 + shift,
+        pg_port=15433 + shift,
         topic_partitions=3,
     )
 
