@@ -60,6 +60,8 @@ class Settings(BaseSettings):
 
     # The processors' Faust worker
     processor_id: str = "processors"
+    # Distinguishes decider instances when scaled out; part of their transactional id.
+    processor_instance: str = "0"
 
     @property
     def pg_dsn(self) -> str:

@@ -37,6 +37,8 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         # Past this, a write is reported failed; the API has long answered 503 by then.
         "message.timeout.ms": 30000,
         "log_level": 3,
+        # Java clients' partitioner: every producer of a stream agrees on its partition.
+        "partitioner": "murmur2_random",
         **extra,
     }
 
