@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors, metrics, operations
+from api import accounts, auth, errors, metrics, operations, ratelimit, shows, ticketing
+from api.limits import BodyLimit
 from api.services import Services
 from boxoffice.settings import Settings, get_settings
 
@@ -25,8 +26,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="boxoffice", version="1", lifespan=lifespan)
     errors.install(app)
+    auth.install(app, settings)
+    # Before metrics: the middleware added last runs first, so metrics also counts the 429s.
+    ratelimit.install(app, settings)
     app.middleware("http")(metrics.middleware)
     app.include_router(operations.router)
+    app.include_router(accounts.router)
+    app.include_router(ticketing.router)
+    app.include_router(shows.router)
+    # Outermost: an oversized body is refused before anything reads it.
+    app.add_middleware(BodyLimit)
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from api.errors import unavailable
 from boxoffice.settings import Settings
@@ -17,9 +18,13 @@ class CommandBus:
         self._settings = settings
         self._producer = producer
         self._replies = replies
+        # Set by the API: False while Kafka is known to be down, so commands fail fast.
+        self.available: Callable[[], bool] = lambda: True
 
     async def decide(self, topic: Topic, command: CommandEnvelope) -> Reply:
         """Journal the command (acks=all) and wait for its decision; 503 if either stalls."""
+        if not self.available():
+            raise unavailable("the command journal")
         timeout = self._settings.command_timeout_s
         future = self._replies.expect(command.command_id)
         try:

@@ -1,20 +1,31 @@
-"""What the API's routes share: the journal producer, reply waiter, event hub and DB pool."""
+"""What the API's routes share: the journal producer, reply waiter, event hub, DB pool, live
+seat maps, the payment provider, and whether Kafka answers right now."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import contextlib
+import logging
+from dataclasses import dataclass, field
 
+from confluent_kafka.admin import AdminClient
 from fastapi import Request, WebSocket
 from psycopg_pool import AsyncConnectionPool
 
 from api.commands import CommandBus
 from api.hub import EventHub
+from api.payments import LocalPaymentProvider, PaymentProvider
+from api.seatmaps import LiveSeatMaps
 from boxoffice.settings import Settings
+from domain.ticketing.views import SeatMapView
 from producers.journal import JournalProducer
 from producers.replies import ReplyWaiter
 from producers.topics import CHAT_EVENTS, SHOW_EVENTS, SOCIAL_EVENTS, SYSTEM_EVENTS
 from snapshots.database import async_pool
+
+log = logging.getLogger(__name__)
+
+KAFKA_CHECK_S = 1.0
 
 
 @dataclass
@@ -25,6 +36,12 @@ class Services:
     hub: EventHub
     pool: AsyncConnectionPool
     bus: CommandBus
+    seatmaps: LiveSeatMaps
+    payments: PaymentProvider
+    # Commands answer 503 at once while this is False; reads are served stale.
+    kafka_up: bool = False
+    connected: bool = False
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -33,15 +50,77 @@ class Services:
         hub = EventHub(settings, (SHOW_EVENTS, CHAT_EVENTS, SOCIAL_EVENTS, SYSTEM_EVENTS))
         pool = async_pool(settings, "api")
         await pool.open(wait=True, timeout=30)
-        await replies.start()
-        await hub.start()
-        return cls(settings, producer, replies, hub, pool, CommandBus(settings, producer, replies))
+
+        async def load(show_id: str) -> SeatMapView | None:
+            from snapshots import timetravel
+
+            return await timetravel.current_seatmap(settings, pool, show_id)
+
+        svc = cls(
+            settings,
+            producer,
+            replies,
+            hub,
+            pool,
+            CommandBus(settings, producer, replies),
+            LiveSeatMaps(hub, load),
+            LocalPaymentProvider(settings.fake_payment_slow_s),
+        )
+        svc.bus.available = lambda: svc.kafka_up
+        # Reads must come up even while Kafka is down, so the Kafka side starts in the
+        # background and retries until the broker answers.
+        await svc._connect_kafka(first_try=True)
+        svc._tasks.append(asyncio.create_task(svc._watch_kafka(), name="kafka-watch"))
+        svc.seatmaps.start()
+        return svc
+
+    async def _connect_kafka(self, first_try: bool = False) -> None:
+        try:
+            await self.replies.start()
+            await self.hub.start()
+        except Exception as exc:  # any failure: the broker is not there yet; retry later
+            if first_try:
+                log.warning("Kafka is not reachable yet (%s); serving reads only", exc)
+            with contextlib.suppress(Exception):
+                await self.replies.stop()
+            with contextlib.suppress(Exception):
+                await self.hub.stop()
+            self.kafka_up = False
+            return
+        self.kafka_up = True
+        self.connected = True
+
+    async def _watch_kafka(self) -> None:
+        bootstrap = self.settings.kafka_bootstrap
+        while True:
+            await asyncio.sleep(KAFKA_CHECK_S)
+            up = await asyncio.to_thread(_kafka_answers, bootstrap)
+            if up and not self.connected:
+                await self._connect_kafka()
+            elif up != self.kafka_up:
+                log.warning("Kafka is %s", "back" if up else "unreachable")
+                self.kafka_up = up
 
     async def stop(self) -> None:
-        await self.hub.stop()
-        await self.replies.stop()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.seatmaps.stop()
+        with contextlib.suppress(Exception):
+            await self.hub.stop()
+        with contextlib.suppress(Exception):
+            await self.replies.stop()
         await self.pool.close()
         await asyncio.to_thread(self.producer.close)
+
+
+def _kafka_answers(bootstrap: str) -> bool:
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+        return len(admin.list_topics(timeout=KAFKA_CHECK_S).brokers) > 0
+    except Exception:  # any failure to get metadata means "not reachable"
+        return False
 
 
 def services(request: Request) -> Services:

@@ -68,6 +68,45 @@ def status() -> None:
         raise typer.Exit(1)
 
 
+user_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="username: 3-32 chars of a-z, 0-9, _")],
+    password: Annotated[str, typer.Option(help="8+ characters")],
+    organizer: Annotated[
+        bool | None,
+        typer.Option(
+            "--organizer/--no-organizer",
+            help="may create shows; when neither is given an existing user keeps its flag",
+        ),
+    ] = None,
+) -> None:
+    """Create a user, or set the password (and the flag, if given) of an existing one."""
+    import re
+
+    import psycopg
+
+    from api.auth import PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS, USERNAME_PATTERN, hash_password
+    from snapshots.accounts import put_user
+    from snapshots.database import conninfo, migrate
+
+    if not re.fullmatch(USERNAME_PATTERN, name):
+        raise typer.BadParameter("3-32 characters of a-z, 0-9 and _", param_hint="NAME")
+    if not PASSWORD_MIN_CHARS <= len(password) <= PASSWORD_MAX_CHARS:
+        raise typer.BadParameter(
+            f"{PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters", param_hint="--password"
+        )
+    settings = get_settings()
+    migrate(settings)
+    with psycopg.connect(conninfo(settings), autocommit=True, connect_timeout=10) as conn:
+        created, is_organizer = put_user(conn, name, hash_password(password), organizer)
+    role = "organizer" if is_organizer else "fan"
+    typer.echo(f"{'created' if created else 'updated'} user {name} ({role})")
+
+
 @app.command()
 def api() -> None:
     """Run the HTTP API in the foreground."""

@@ -53,6 +53,9 @@ def base_settings() -> Settings:
         kafka_controller_port=19093 + shift,
         pg_port=15433 + shift,
         topic_partitions=3,
+        # Tests sign up hundreds of users from one address; the limiter itself is unit-tested.
+        rate_limit_per_s=100_000,
+        rate_limit_burst=100_000,
     )
 
 

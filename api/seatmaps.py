@@ -1,0 +1,261 @@
+"""The live seat map: one in-memory view per watched show, a snapshot then chained deltas.
+
+A show's view is seeded from the latest snapshot plus the journal after it, then kept
+current from the event hub. Deltas are merged per short window and encoded once per window
+for all viewers of the show (viewers vastly outnumber buyers). Every viewer has a bounded
+queue: a viewer that cannot keep up, or whose next frame would not chain, gets a fresh
+snapshot instead, so frames always chain with no gap and no repeat and nothing buffers
+without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from api.hub import EventHub, Subscription
+from domain.ticketing import JournalError
+from domain.ticketing.views import SeatMapDelta, SeatMapView, ZoneCounts, merge_deltas
+from producers.codec import DecodeError
+from producers.registries import TICKETING
+from producers.topics import SHOW_EVENTS
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[[str], Awaitable[SeatMapView | None]]
+
+# How long deltas are gathered before one merged frame goes out: the price of one frame per
+# window instead of one per event per viewer, paid in at most this much added latency.
+WINDOW_S = 0.05
+# Changes kept per show for `since=V` resumes.
+RECENT_DELTAS = 4096
+VIEWER_QUEUE = 64
+# A show nobody watches is dropped after this long.
+IDLE_S = 60.0
+
+
+def zones_json(zones: dict[str, ZoneCounts]) -> dict[str, dict[str, int]]:
+    return {
+        name: {"capacity": z.capacity, "available": z.available, "held": z.held, "sold": z.sold}
+        for name, z in zones.items()
+    }
+
+
+def snapshot_json(view: SeatMapView) -> dict[str, Any]:
+    return {
+        "show_id": view.show_id,
+        "version": view.version,
+        "seats": view.seats,
+        "zones": zones_json(view.zones),
+    }
+
+
+def delta_frame(delta: SeatMapDelta) -> str:
+    return orjson.dumps(
+        {
+            "type": "delta",
+            "show_id": delta.show_id,
+            "from_version": delta.from_version,
+            "version": delta.version,
+            "seats": delta.seats,
+            "zones": zones_json(delta.zones),
+        }
+    ).decode()
+
+
+class Viewer:
+    def __init__(self, version: int) -> None:
+        self.version = version  # the version the client will have after the queued frames
+        self.queue: asyncio.Queue[str] = asyncio.Queue(VIEWER_QUEUE)
+        self.resync = asyncio.Event()
+        self.wakeup = asyncio.Event()
+
+    def offer(self, frame: str, from_version: int, to_version: int) -> None:
+        if self.resync.is_set():
+            return
+        if from_version != self.version:
+            self._need_snapshot()
+            return
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self._need_snapshot()
+            return
+        self.version = to_version
+        self.wakeup.set()
+
+    def _need_snapshot(self) -> None:
+        self.resync.set()
+        self.wakeup.set()
+
+
+class LiveShow:
+    def __init__(self, show_id: str, hub: EventHub, loader: Loader) -> None:
+        self.show_id = show_id
+        self.hub = hub
+        self.loader = loader
+        self.view: SeatMapView | None = None
+        self.recent: deque[SeatMapDelta] = deque(maxlen=RECENT_DELTAS)
+        self.pending: list[SeatMapDelta] = []
+        self.viewers: set[Viewer] = set()
+        self.ready = asyncio.Event()
+        self.missing = False
+        self.idle_since = asyncio.get_running_loop().time()
+        self._snapshot_cache: tuple[int, str] | None = None
+        self._sub: Subscription | None = None
+        self._task = asyncio.create_task(self._run(), name=f"live-{show_id}")
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        if self._sub is not None:
+            self._sub.close()
+
+    def snapshot_frame(self) -> str:
+        assert self.view is not None
+        cached = self._snapshot_cache
+        if cached is None or cached[0] != self.view.version:
+            frame = orjson.dumps({"type": "snapshot", **snapshot_json(self.view)}).decode()
+            self._snapshot_cache = cached = (self.view.version, frame)
+        return cached[1]
+
+    def resume_frame(self, since: int) -> tuple[str, int] | None:
+        """A delta from `since` to now when every change after it is still at hand."""
+        assert self.view is not None
+        now = self.view.version
+        if since == now:
+            empty = SeatMapDelta(self.show_id, since, since, {}, {})
+            return delta_frame(empty), since
+        if since > now or not self.recent or self.recent[0].from_version > since:
+            return None
+        chain = [d for d in self.recent if d.from_version >= since]
+        if not chain or chain[0].from_version != since:
+            return None
+        merged = merge_deltas(chain)
+        return delta_frame(merged), merged.version
+
+    async def _load(self) -> None:
+        view = await self.loader(self.show_id)
+        if view is None:
+            self.missing = True
+            self.ready.set()
+            return
+        self.missing = False
+        self.view = view
+        self.recent.clear()
+        self.pending.clear()
+        for viewer in self.viewers:
+            viewer._need_snapshot()
+        self.ready.set()
+
+    async def _run(self) -> None:
+        # Subscribe before loading, so no event between the snapshot and "live" is missed;
+        # events already in the loaded view are recognised by version and skipped.
+        self._sub = self.hub.subscribe(SHOW_EVENTS, self.show_id, maxsize=100_000)
+        await self._load()
+        loop = asyncio.get_running_loop()
+        while True:
+            flush_at = loop.time() + WINDOW_S
+            while (left := flush_at - loop.time()) > 0:
+                try:
+                    record = await asyncio.wait_for(self._sub.queue.get(), left)
+                except TimeoutError:
+                    break
+                await self._apply(record.event)
+            if self._sub.overflowed.is_set():
+                self._sub.close()
+                self._sub = self.hub.subscribe(SHOW_EVENTS, self.show_id, maxsize=100_000)
+                await self._load()
+                continue
+            self._flush()
+
+    async def _apply(self, body: dict[str, Any]) -> None:
+        try:
+            event = TICKETING.from_dict(body)
+        except DecodeError:
+            log.warning("undecodable event for show %s", self.show_id)
+            return
+        if self.view is None:
+            if event.version == 1:
+                self.view = SeatMapView()
+                self.missing = False
+            else:
+                await self._load()
+                return
+        if event.version <= self.view.version:
+            return
+        if event.version != self.view.version + 1:
+            log.warning("gap in show %s at v%d; reloading", self.show_id, self.view.version)
+            await self._load()
+            return
+        try:
+            delta = self.view.apply(event)
+        except JournalError:
+            log.exception("show %s: the journal does not fold; reloading", self.show_id)
+            await self._load()
+            return
+        if delta is not None:
+            self.pending.append(delta)
+            self.recent.append(delta)
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        merged = merge_deltas(self.pending)
+        self.pending = []
+        frame = delta_frame(merged)
+        for viewer in self.viewers:
+            viewer.offer(frame, merged.from_version, merged.version)
+
+
+class LiveSeatMaps:
+    def __init__(self, hub: EventHub, loader: Loader) -> None:
+        self.hub = hub
+        self.loader = loader
+        self.shows: dict[str, LiveShow] = {}
+        self._reaper: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._reaper = asyncio.create_task(self._reap(), name="live-reaper")
+
+    async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for show in list(self.shows.values()):
+            await show.close()
+        self.shows.clear()
+
+    async def show(self, show_id: str) -> LiveShow | None:
+        live = self.shows.get(show_id)
+        if live is None:
+            live = self.shows[show_id] = LiveShow(show_id, self.hub, self.loader)
+        await live.ready.wait()
+        if live.missing:
+            return None
+        return live
+
+    def current(self, show_id: str) -> SeatMapView | None:
+        live = self.shows.get(show_id)
+        if live is None or live.view is None:
+            return None
+        return live.view
+
+    async def _reap(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(IDLE_S / 4)
+            for show_id, live in list(self.shows.items()):
+                if live.viewers:
+                    live.idle_since = loop.time()
+                elif loop.time() - live.idle_since > IDLE_S or live.missing:
+                    del self.shows[show_id]
+                    await live.close()

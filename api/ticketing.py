@@ -1,0 +1,468 @@
+"""Ticketing routes: shows, holds, orders, payments, refunds (the contract's Ticketing section).
+
+Commands go to the decider through the journal and wait for its decision; reads come from
+the PostgreSQL projections and snapshots, never from the decider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import secrets
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+
+from api import metrics
+from api.auth import User, current_user
+from api.errors import ApiError
+from api.payments import PaymentDeclinedError
+from api.services import Services, services
+from domain.ticketing import (
+    CancelHold,
+    ConfirmPayment,
+    CreateShow,
+    OrderPaid,
+    PlaceHold,
+    RefundOrder,
+    Section,
+    Zone,
+    refusal_error,
+)
+from domain.ticketing.views import OrderView
+from producers.envelope import CommandEnvelope, Reply
+from producers.registries import TICKETING
+from producers.topics import SHOW_COMMANDS
+
+router = APIRouter(prefix="/v1")
+
+MAX_SEATS_PER_HOLD = 50
+NAME_PATTERN = r"^[A-Z0-9]{1,8}$"
+SEAT_PATTERN = re.compile(r"^[A-Z0-9]{1,8}-[1-9][0-9]{0,5}-[1-9][0-9]{0,5}$")
+SHOW_ID_PATTERN = re.compile(r"^s[0-9a-f]{16}$")
+ORDER_ID_PATTERN = re.compile(r"^(s[0-9a-f]{16})\.[A-Za-z0-9_-]{22}$")
+
+# The one place domain rejections become HTTP statuses.
+STATUS_BY_CODE: dict[str, int] = {
+    "seats_unavailable": 409,
+    "zone_sold_out": 409,
+    "not_enough_seats": 409,
+    "order_not_held": 409,
+    "hold_expired": 409,
+    "order_not_paid": 409,
+    "show_exists": 409,
+    "order_exists": 409,
+    "payment_amount_mismatch": 409,
+    "unknown_seat": 404,
+    "unknown_zone": 404,
+    "unknown_section": 404,
+    "show_not_found": 404,
+    "order_not_found": 404,
+    "not_order_owner": 403,
+    "invalid_show": 422,
+    "too_many_seats": 422,
+    "duplicate_seat": 422,
+    "invalid_quantity": 422,
+    "invalid_hold": 422,
+    "invalid_command": 422,
+}
+
+
+# -- request bodies ---------------------------------------------------------------------------
+
+
+class SectionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=NAME_PATTERN)
+    rows: StrictInt = Field(ge=1, le=200_000)
+    seats_per_row: StrictInt = Field(ge=1, le=200_000)
+    price_cents: StrictInt = Field(ge=0, le=10**9)
+
+
+class ZoneIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=NAME_PATTERN)
+    capacity: StrictInt = Field(ge=1, le=200_000)
+    price_cents: StrictInt = Field(ge=0, le=10**9)
+
+
+class ShowIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    starts_at: datetime
+    hold_seconds: StrictInt = Field(default=630, ge=1, le=86_400)
+    sections: list[SectionIn] = Field(default_factory=list, max_length=1000)
+    zones: list[ZoneIn] = Field(default_factory=list, max_length=50)
+
+    @field_validator("starts_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("starts_at needs a time zone (RFC 3339)")
+        return value.astimezone(UTC)
+
+
+class BestAvailableIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    quantity: StrictInt
+    section: str | None = Field(default=None, pattern=NAME_PATTERN)
+
+
+class HoldIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seats: list[str] | None = Field(default=None, max_length=10_000)
+    zone: str | None = None
+    quantity: StrictInt | None = None
+    best_available: BestAvailableIn | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> HoldIn:
+        ways = [self.seats is not None, self.zone is not None, self.best_available is not None]
+        if sum(ways) != 1:
+            raise ValueError("give exactly one of seats, zone + quantity, or best_available")
+        if self.zone is not None and self.quantity is None:
+            raise ValueError("a zone hold needs a quantity")
+        if self.zone is None and self.quantity is not None:
+            raise ValueError("quantity goes with zone")
+        return self
+
+
+class PaymentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    payment_token: str = Field(min_length=1, max_length=500)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def rejection(error: dict[str, Any]) -> ApiError:
+    code = str(error.get("code", "rejected"))
+    return ApiError(
+        STATUS_BY_CODE.get(code, 409),
+        code,
+        str(error.get("message", code)),
+        dict(error.get("details") or {}),
+    )
+
+
+def command_id_for(user: str, kind: str, key: str | None) -> str:
+    """The dedupe key: the same Idempotency-Key from the same user is the same command."""
+    if key is None:
+        return secrets.token_hex(16)
+    return hashlib.sha256(f"{user}\x00{kind}\x00{key}".encode()).hexdigest()[:32]
+
+
+def show_of_order(order_id: str) -> str:
+    # Order ids carry their show so a command about an order reaches the show's single
+    # writer without a lookup; the random part keeps them unguessable.
+    match = ORDER_ID_PATTERN.match(order_id)
+    if match is None:
+        raise ApiError(404, "order_not_found", "no such order", {"order_id": order_id})
+    return match.group(1)
+
+
+def checked_show_id(show_id: str) -> str:
+    if SHOW_ID_PATTERN.match(show_id) is None:
+        raise ApiError(404, "show_not_found", "no such show", {"show_id": show_id})
+    return show_id
+
+
+async def decide(svc: Services, command: Any, command_id: str, stream_id: str) -> Reply:
+    payload = TICKETING.to_dict(command)
+    envelope = CommandEnvelope(
+        command_id=command_id, stream_id=stream_id, type=payload.pop("type"), payload=payload
+    )
+    reply = await svc.bus.decide(SHOW_COMMANDS, envelope)
+    metrics.COMMANDS.labels(envelope.type, "ok" if reply.ok else "rejected").inc()
+    return reply
+
+
+def last_event(reply: Reply, kind: str) -> dict[str, Any]:
+    for event in reversed(reply.events):
+        if event.get("type") == kind:
+            return event
+    raise ApiError(409, "conflict", f"the decider answered without a {kind} event")
+
+
+def zone_json(zone: str | None, quantity: int) -> dict[str, Any] | None:
+    return None if zone is None else {"name": zone, "quantity": quantity}
+
+
+def order_json(order: OrderView) -> dict[str, Any]:
+    return {
+        "order_id": order.order_id,
+        "show_id": order.show_id,
+        "status": order.status,
+        "seats": list(order.seats),
+        "zone": zone_json(order.zone, order.quantity),
+        "expires_at": order.expires_at.isoformat(),
+        "total_cents": order.total_cents,
+        "tickets": [{"ticket_id": t.ticket_id, "seat": t.seat} for t in order.tickets],
+        "version": order.version,
+    }
+
+
+async def owned_order(svc: Services, user: User, order_id: str, wait_s: float = 2.0) -> OrderView:
+    """The caller's order from the projection; a hold just made may take a moment to land."""
+    from snapshots import orders as order_store
+
+    show_of_order(order_id)
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        order = await order_store.order(svc.pool, order_id)
+        if order is not None or asyncio.get_running_loop().time() >= deadline:
+            break
+        await asyncio.sleep(0.05)
+    # Someone else's order answers like a missing one: ids must not be probed for existence.
+    if order is None or order.user != user.username:
+        raise ApiError(404, "order_not_found", "no such order", {"order_id": order_id})
+    return order
+
+
+# -- shows ------------------------------------------------------------------------------------
+
+
+@router.post("/shows", status_code=201)
+async def create_show(
+    body: ShowIn,
+    user: Annotated[User, Depends(current_user)],
+    svc: Annotated[Services, Depends(services)],
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> dict[str, Any]:
+    if not user.organizer:
+        raise ApiError(403, "not_organizer", "only organizers may create shows")
+    if not body.sections and not body.zones:
+        raise ApiError(422, "invalid_show", "a show needs at least one section or zone")
+    command_id = command_id_for(user.username, "create_show", idempotency_key)
+    # With an Idempotency-Key the show id is derived from it, so a retry names the same show.
+    show_id = "s" + (command_id[:16] if idempotency_key else secrets.token_hex(8))
+    command = CreateShow(
+        command_id=command_id,
+        show_id=show_id,
+        organizer=user.username,
+        name=body.name,
+        starts_at=body.starts_at,
+        hold_seconds=body.hold_seconds,
+        sections=tuple(
+            Section(s.name, s.rows, s.seats_per_row, s.price_cents) for s in body.sections
+        ),
+        zones=tuple(Zone(z.name, z.capacity, z.price_cents) for z in body.zones),
+    )
+    reply = await decide(svc, command, command_id, show_id)
+    if not reply.ok:
+        raise rejection(reply.error or {})
+    return {"show_id": show_id, "version": last_event(reply, "ShowCreated")["version"]}
+
+
+# -- holds and orders -------------------------------------------------------------------------
+
+
+def validated_seats(seats: list[str]) -> tuple[str, ...]:
+    if not seats:
+        raise ApiError(422, "invalid_quantity", "hold at least one seat")
+    if len(seats) > MAX_SEATS_PER_HOLD:
+        raise ApiError(
+            422,
+            "too_many_seats",
+            f"at most {MAX_SEATS_PER_HOLD} seats per hold",
+            {"max": MAX_SEATS_PER_HOLD, "requested": len(seats)},
+        )
+    seen: set[str] = set()
+    repeated = sorted({s for s in seats if s in seen or seen.add(s)})  # type: ignore[func-returns-value]
+    if repeated:
+        raise ApiError(422, "duplicate_seat", "a seat appears twice", {"seats": repeated})
+    malformed = [s for s in seats if SEAT_PATTERN.match(s) is None]
+    if malformed:
+        raise ApiError(404, "unknown_seat", "no such seat", {"seats": malformed[:50]})
+    return tuple(seats)
+
+
+def validated_quantity(quantity: int) -> int:
+    if not 1 <= quantity <= MAX_SEATS_PER_HOLD:
+        raise ApiError(
+            422,
+            "invalid_quantity",
+            f"quantity must be 1..{MAX_SEATS_PER_HOLD}",
+            {"quantity": quantity},
+        )
+    return quantity
+
+
+@router.post("/shows/{show_id}/holds", status_code=201)
+async def place_hold(
+    show_id: str,
+    body: HoldIn,
+    user: Annotated[User, Depends(current_user)],
+    svc: Annotated[Services, Depends(services)],
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> dict[str, Any]:
+    checked_show_id(show_id)
+    command_id = command_id_for(user.username, f"hold:{show_id}", idempotency_key)
+    order_id = f"{show_id}.{secrets.token_urlsafe(16)}"
+    common = {
+        "command_id": command_id,
+        "show_id": show_id,
+        "user": user.username,
+        "order_id": order_id,
+    }
+    if body.seats is not None:
+        command = PlaceHold.of_seats(**common, seats=validated_seats(body.seats))
+    elif body.zone is not None:
+        assert body.quantity is not None
+        command = PlaceHold.of_zone(
+            **common, zone=body.zone, quantity=validated_quantity(body.quantity)
+        )
+    else:
+        assert body.best_available is not None
+        command = PlaceHold.best(
+            **common,
+            quantity=validated_quantity(body.best_available.quantity),
+            section=body.best_available.section,
+        )
+    reply = await decide(svc, command, command_id, show_id)
+    if not reply.ok:
+        raise rejection(reply.error or {})
+    held = last_event(reply, "SeatsHeld")
+    return {
+        "order_id": held["order_id"],
+        "show_id": show_id,
+        "status": "held",
+        "seats": held["seats"],
+        "zone": zone_json(held["zone"], held["quantity"]),
+        "expires_at": held["expires_at"],
+        "total_cents": held["total_cents"],
+        "version": held["version"],
+    }
+
+
+@router.get("/orders/{order_id}")
+async def get_order(
+    order_id: str,
+    user: Annotated[User, Depends(current_user)],
+    svc: Annotated[Services, Depends(services)],
+) -> dict[str, Any]:
+    return order_json(await owned_order(svc, user, order_id, wait_s=0.5))
+
+
+@router.get("/users/me/orders")
+async def my_orders(
+    user: Annotated[User, Depends(current_user)],
+    svc: Annotated[Services, Depends(services)],
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    from snapshots import orders as order_store
+
+    orders = await order_store.orders_of(svc.pool, user.username, limit=limit)
+    return {"orders": [order_json(o) for o in orders]}
+
+
+async def _order_command(svc: Services, command: Any, show_id: str, kind: str) -> dict[str, Any]:
+    reply = await decide(svc, command, command.command_id, show_id)
+    if not reply.ok:
+        raise rejection(reply.error or {})
+    return last_event(reply, kind)
+
+
+@router.delete("/orders/{order_id}")
+async def cancel_order(
+    order_id: str,
+    user: Annotated[User, Depends(current_user)],
+    svc: Annotated[Services, Depends(services)],
+) -> dict[str, Any]:
+    show_id = show_of_order(order_id)
+    order = await owned_order(svc, user, order_id)
+    command = CancelHold(
+        command_id=command_id_for(user.username, "cancel", order_id),
+        show_id=show_id,
+        user=user.username,
+        order_id=order_id,
+    )
+    event = await _order_command(svc, command, show_id, "HoldCancelled")
+    return order_json(_with(order, "cancelled", event["version"]))
+
+
+def _with(order: OrderView, status: Literal["cancelled", "refunded"], version: int) -> OrderView:
+    return replace(order, status=status, version=version)
+
+
+@router.post("/orders/{order_id}/payment")
+async def pay_order(
+    order_id: str,
+    body: PaymentIn,
+    user: Annotated[User, Depends(current_user)],
+    svc: Annotated[Services, Depends(services)],
+) -> dict[str, Any]:
+    show_id = show_of_order(order_id)
+    order = await owned_order(svc, user, order_id)
+    if order.status == "paid":
+        return order_json(order)
+    if order.status == "expired" or (
+        order.status == "held" and order.expires_at <= datetime.now(UTC)
+    ):
+        # Known to be too late before any money moves: nothing to charge or refund.
+        raise ApiError(409, "hold_expired", "the hold ran out", {"order_id": order_id})
+    if order.status != "held":
+        raise ApiError(409, "order_not_held", "the order is not held", {"status": order.status})
+    try:
+        charge = await svc.payments.charge(body.payment_token, order.total_cents, order_id)
+    except PaymentDeclinedError as exc:
+        raise ApiError(402, "payment_declined", exc.reason, {"order_id": order_id}) from exc
+    command = ConfirmPayment(
+        command_id=command_id_for(user.username, "pay", f"{order_id}:{charge.charge_id}"),
+        show_id=show_id,
+        user=user.username,
+        order_id=order_id,
+        charge_id=charge.charge_id,
+        amount_cents=charge.amount_cents,
+    )
+    try:
+        reply = await decide(svc, command, command.command_id, show_id)
+    except ApiError:
+        # Undecided (journal or decider unavailable): the charge stays, and a retry with the
+        # same token finds it by idempotency key and confirms it.
+        raise
+    if not reply.ok:
+        await svc.payments.refund(charge.charge_id)
+        raise rejection(reply.error or {})
+    events = [TICKETING.from_dict(e) for e in reply.events]
+    refused = refusal_error(events)
+    if refused is not None:
+        # The hold ran out while the card was being charged: the money goes back.
+        await svc.payments.refund(charge.charge_id)
+        raise ApiError(
+            STATUS_BY_CODE.get(refused.code, 409),
+            refused.code,
+            "the hold ran out before the payment was confirmed; the charge was refunded"
+            if refused.code == "hold_expired"
+            else str(refused),
+            {**refused.details(), "refunded_charge_id": charge.charge_id},
+        )
+    paid = next((e for e in events if isinstance(e, OrderPaid)), None)
+    if paid is None:
+        # The same charge was confirmed before: the order is paid already.
+        return order_json(await owned_order(svc, user, order_id))
+    return order_json(replace(order, status="paid", tickets=paid.tickets, version=paid.version))
+
+
+@router.post("/orders/{order_id}/refund")
+async def refund_order(
+    order_id: str,
+    user: Annotated[User, Depends(current_user)],
+    svc: Annotated[Services, Depends(services)],
+) -> dict[str, Any]:
+    show_id = show_of_order(order_id)
+    order = await owned_order(svc, user, order_id)
+    command = RefundOrder(
+        command_id=command_id_for(user.username, "refund", order_id),
+        show_id=show_id,
+        user=user.username,
+        order_id=order_id,
+    )
+    event = await _order_command(svc, command, show_id, "OrderRefunded")
+    if event.get("charge_id"):
+        await svc.payments.refund(str(event["charge_id"]))
+    return order_json(_with(order, "refunded", event["version"]))
