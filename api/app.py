@@ -7,7 +7,19 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import accounts, auth, errors, metrics, operations, ratelimit, shows, ticketing
+from api import (
+    accounts,
+    auth,
+    chat,
+    chatsocket,
+    errors,
+    metrics,
+    operations,
+    ratelimit,
+    shows,
+    ticketing,
+)
+from api.chatlive import ChatLive
 from api.limits import BodyLimit
 from api.services import Services
 from boxoffice.settings import Settings, get_settings
@@ -19,9 +31,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = await Services.start(settings)
+        app.state.chat = await ChatLive.start(app.state.services)
         try:
             yield
         finally:
+            await app.state.chat.stop()
             await app.state.services.stop()
 
     app = FastAPI(title="boxoffice", version="1", lifespan=lifespan)
@@ -34,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts.router)
     app.include_router(ticketing.router)
     app.include_router(shows.router)
+    app.include_router(chat.router)
+    app.include_router(chatsocket.router)
     # Outermost: an oversized body is refused before anything reads it.
     app.add_middleware(BodyLimit)
     return app

@@ -9,6 +9,7 @@ from api.errors import error_body
 # The largest legitimate body is a chat message of 100,000 characters, which JSON-escaped
 # astral characters can stretch to about 1.2 MB; 2 MiB leaves room and still bounds memory.
 MAX_BODY_BYTES = 2 * 1024 * 1024
+DRAIN_AT_MOST_BYTES = 64 * 1024 * 1024
 
 
 class BodyTooLargeError(Exception):
@@ -31,6 +32,7 @@ class BodyLimit:
                 except ValueError:
                     declared = 0
                 if declared > self.max_bytes:
+                    await self._drain(receive, declared)
                     await self._refuse(send)
                     return
         seen = 0
@@ -57,6 +59,17 @@ class BodyLimit:
             # A chunked body grew past the limit while being read.
             if not started:
                 await self._refuse(send)
+
+    async def _drain(self, receive: Receive, declared: int) -> None:
+        # Answer only after the client has finished sending: a server that answers mid-upload
+        # and closes makes most clients report a reset instead of the 413. Bodies far past
+        # the limit are not worth reading; those connections are simply closed after.
+        if declared > DRAIN_AT_MOST_BYTES:
+            return
+        while True:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
 
     async def _refuse(self, send: Send) -> None:
         import orjson

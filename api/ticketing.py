@@ -184,7 +184,8 @@ async def decide(svc: Services, command: Any, command_id: str, stream_id: str) -
 def last_event(reply: Reply, kind: str) -> dict[str, Any]:
     for event in reversed(reply.events):
         if event.get("type") == kind:
-            return event
+            found: dict[str, Any] = event
+            return found
     raise ApiError(409, "conflict", f"the decider answered without a {kind} event")
 
 
@@ -372,11 +373,14 @@ async def cancel_order(
     order_id: str,
     user: Annotated[User, Depends(current_user)],
     svc: Annotated[Services, Depends(services)],
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
     show_id = show_of_order(order_id)
     order = await owned_order(svc, user, order_id)
     command = CancelHold(
-        command_id=command_id_for(user.username, "cancel", order_id),
+        # A repeated DELETE is a new request (409 order_not_held, as the contract says);
+        # only an Idempotency-Key makes it a retry of the first.
+        command_id=command_id_for(user.username, f"cancel:{order_id}", idempotency_key),
         show_id=show_id,
         user=user.username,
         order_id=order_id,
@@ -453,11 +457,12 @@ async def refund_order(
     order_id: str,
     user: Annotated[User, Depends(current_user)],
     svc: Annotated[Services, Depends(services)],
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
     show_id = show_of_order(order_id)
     order = await owned_order(svc, user, order_id)
     command = RefundOrder(
-        command_id=command_id_for(user.username, "refund", order_id),
+        command_id=command_id_for(user.username, f"refund:{order_id}", idempotency_key),
         show_id=show_id,
         user=user.username,
         order_id=order_id,

@@ -133,5 +133,44 @@ def topics() -> None:
         typer.echo(f"created {name}")
 
 
+@app.command()
+def replay(
+    verify: Annotated[
+        bool, typer.Option("--verify", help="compare with the live views; exit 1 on a difference")
+    ] = False,
+) -> None:
+    """Rebuild every ticketing view from the journals alone into a fresh schema."""
+    from snapshots.replay import run
+
+    code = run(get_settings(), check=verify, say=typer.echo)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def seatmap(
+    show: Annotated[str, typer.Argument(help="the show id")],
+    version: Annotated[
+        int | None, typer.Option("--version", help="the map right after this event (time travel)")
+    ] = None,
+) -> None:
+    """Print a show's seat map as JSON: now, or as it stood at --version N."""
+    import asyncio
+
+    import orjson
+
+    from snapshots.timetravel import VersionNotFoundError, seatmap_document
+
+    try:
+        body = asyncio.run(seatmap_document(get_settings(), show, version))
+    except VersionNotFoundError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    if body is None:
+        typer.echo(f"no show {show}", err=True)
+        raise typer.Exit(1)
+    typer.echo(orjson.dumps(body).decode())
+
+
 if __name__ == "__main__":
     app()

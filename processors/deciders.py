@@ -16,8 +16,11 @@ machine) is far below the on-sale target, and its exactly-once mode has open bug
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -108,6 +111,10 @@ class DeciderLoop:
         self.clock = clock
         self.timer_interval_s = timer_interval_s
         self.running = True
+        # For the watchdog: when the current transaction began (None between batches), and
+        # whether librdkafka reported that every broker was gone.
+        self.busy_since: float | None = None
+        self.brokers_lost = False
         self.partitions: dict[tuple[str, int], _Partition] = {}
         prefix = settings.topic_prefix
         self.replies_topic = REPLIES.name(settings)
@@ -121,8 +128,13 @@ class DeciderLoop:
                 # Only committed commands: a producer's aborted retry must not be decided.
                 "isolation.level": "read_committed",
                 "partition.assignment.strategy": "range",
+                # Static membership: a restarted instance (after a crash, say) takes its
+                # partitions straight back instead of waiting out the dead member's session.
+                "group.instance.id": f"deciders-{settings.processor_instance}",
+                "session.timeout.ms": 10000,
                 "fetch.wait.max.ms": 10,
                 "log_level": 3,
+                "error_cb": self._on_error,
             }
         )
         # A stable transactional id per instance: a restarted instance fences its own
@@ -134,6 +146,7 @@ class DeciderLoop:
                     "transactional.id": f"{prefix}.deciders.{settings.processor_instance}",
                     "transaction.timeout.ms": 30000,
                     "linger.ms": 5,
+                    "error_cb": self._on_error,
                 },
             )
         )
@@ -176,7 +189,7 @@ class DeciderLoop:
             if high > 0:
                 reader.assign([TopicPartition(topic, part.number, OFFSET_BEGINNING)])
                 while True:
-                    messages = reader.consume(num_messages=5000, timeout=1.0)
+                    messages = reader.consume(num_messages=5000, timeout=0.1)
                     done = False
                     for msg in messages:
                         err = msg.error()
@@ -233,6 +246,11 @@ class DeciderLoop:
     def stop(self) -> None:
         self.running = False
 
+    def _on_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.brokers_lost = True
+        log.warning("kafka: %s", err)
+
     def _usable(self, msg: Message) -> bool:
         err = msg.error()
         if err is None:
@@ -258,6 +276,15 @@ class DeciderLoop:
         return due
 
     def _transact(
+        self, commands: list[Message], timed: list[tuple[_Partition, str, Any]], now: datetime
+    ) -> None:
+        self.busy_since = time.monotonic()
+        try:
+            self._transact_batch(commands, timed, now)
+        finally:
+            self.busy_since = None
+
+    def _transact_batch(
         self, commands: list[Message], timed: list[tuple[_Partition, str, Any]], now: datetime
     ) -> None:
         self.producer.begin_transaction()
@@ -436,12 +463,22 @@ class DeciderLoop:
 
 
 def all_specs() -> list[DeciderSpec]:
+    from processors.chat import CONVERSATION_DECIDER, SOCIAL_DECIDER
     from processors.ticketing import TICKETING_DECIDER
 
-    return [TICKETING_DECIDER]
+    return [TICKETING_DECIDER, CONVERSATION_DECIDER, SOCIAL_DECIDER]
 
 
-def main() -> None:
+# A transactional call that takes longer than this is stuck (librdkafka can hang in
+# send_offsets_to_transaction after its group coordinator went away, ignoring the timeout:
+# librdkafka issues 5456 and 5511). The worker then exits and is started afresh.
+STUCK_AFTER_S = 60.0
+# Exit codes of the worker that ask the supervisor for a fresh start.
+EXIT_RESTART = 75
+
+
+def _work() -> None:
+    """The worker process: one DeciderLoop, exiting for a clean restart when Kafka vanished."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -453,7 +490,63 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+
+    def watchdog() -> None:
+        while True:
+            time.sleep(5)
+            began = loop.busy_since
+            if began is not None and time.monotonic() - began > STUCK_AFTER_S:
+                log.critical("a transaction has been stuck for %.0fs; restarting", STUCK_AFTER_S)
+                os._exit(EXIT_RESTART)
+            if loop.brokers_lost:
+                # Crash-only recovery: a fresh producer and consumer, state folded again from
+                # the journal, rather than trusting clients that saw the broker vanish.
+                log.warning("lost every broker; restarting the decider for a clean start")
+                os._exit(EXIT_RESTART)
+
+    threading.Thread(target=watchdog, name="decider-watchdog", daemon=True).start()
     loop.run()
+
+
+def main() -> None:
+    """Supervise the worker: start it again whenever it dies, with a short backoff.
+
+    `boxoffice down` signals the whole process group, so both stop together; kill -9 of
+    the supervisor's group takes both down at once, as a machine crash would.
+    """
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    import multiprocessing
+
+    stopping = False
+    worker: multiprocessing.process.BaseProcess | None = None
+
+    def stop(signum: int, _: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if worker is not None and worker.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    backoff = 1.0
+    while not stopping:
+        started = time.monotonic()
+        current = multiprocessing.get_context("spawn").Process(target=_work, name="decider")
+        worker = current
+        current.start()
+        current.join()
+        if stopping:
+            break
+        if time.monotonic() - started > 60:
+            backoff = 1.0
+        log.warning(
+            "decider worker exited (%s); starting again in %.0fs", current.exitcode, backoff
+        )
+        time.sleep(backoff)
+        backoff = min(backoff * 2, 10.0)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ SOCIAL_EVENTS = Topic("social.events")
 SYSTEM_COMMANDS = Topic("system.commands")
 SYSTEM_EVENTS = Topic("system.events")
 REPLIES = Topic("replies", Retention.ONE_HOUR)
+# Chat presence and typing between API instances: ephemeral by nature, never replayed.
+CHAT_SIGNALS = Topic("chat.signals", Retention.ONE_HOUR)
 # Poison messages: anything a processor could not decode or decide on is parked here.
 DEAD_LETTERS = Topic("deadletters")
 
@@ -53,6 +55,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     SYSTEM_COMMANDS,
     SYSTEM_EVENTS,
     REPLIES,
+    CHAT_SIGNALS,
     DEAD_LETTERS,
 )
 

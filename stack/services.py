@@ -15,7 +15,7 @@ from stack.broker import KafkaServer
 from stack.database import PostgresServer
 from stack.processes import Daemon, wait_until
 
-COMPONENTS = ("postgres", "kafka", "deciders", "views", "processors", "api")
+COMPONENTS = ("postgres", "kafka", "deciders", "views", "chatviews", "processors", "api")
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -55,6 +55,10 @@ class Stack:
         return self._daemon("views", "processors.views")
 
     @property
+    def chatviews(self) -> Daemon:
+        return self._daemon("chatviews", "processors.chat_views")
+
+    @property
     def api(self) -> Daemon:
         return self._daemon("api", "boxoffice.cli api")
 
@@ -75,11 +79,13 @@ class Stack:
                 + (f" (created {len(created)} topics)" if created else "")
             )
         env = settings_env(s)
-        for name, daemon in (("deciders", self.deciders), ("views", self.views)):
+        for name, daemon, module in (
+            ("deciders", self.deciders, "processors.deciders"),
+            ("views", self.views, "processors.views"),
+            ("chatviews", self.chatviews, "processors.chat_views"),
+        ):
             if name in only:
-                daemon.start(
-                    [sys.executable, "-m", f"processors.{name}"], env=env, cwd=PROJECT_ROOT
-                )
+                daemon.start([sys.executable, "-m", module], env=env, cwd=PROJECT_ROOT)
                 say(f"{name:<10} ok  pid {daemon.pid()}")
         if "processors" in only:
             self.processors.start(
@@ -107,6 +113,7 @@ class Stack:
                 "api": self.api.stop,
                 "deciders": self.deciders.stop,
                 "views": self.views.stop,
+                "chatviews": self.chatviews.stop,
                 "processors": self.processors.stop,
                 "kafka": self.kafka.stop,
                 "postgres": self.postgres.stop,
@@ -120,6 +127,7 @@ class Stack:
             "kafka": self.kafka.running(),
             "deciders": self.deciders.running(),
             "views": self.views.running(),
+            "chatviews": self.chatviews.running(),
             "processors": self.processors.running(),
             "api": self.api.running(),
         }

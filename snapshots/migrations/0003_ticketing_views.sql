@@ -11,8 +11,8 @@ CREATE TABLE shows (
     hold_seconds    integer NOT NULL,
     sections        jsonb NOT NULL,
     zones           jsonb NOT NULL,
-    seats_total     integer NOT NULL,
-    seats_available integer NOT NULL,
+    seats_total     bigint NOT NULL,
+    seats_available bigint NOT NULL,
     version         bigint NOT NULL,
     created_at      timestamptz NOT NULL,
     -- Where ShowCreated sits in the journal: time travel to a version older than every

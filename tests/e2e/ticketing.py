@@ -64,19 +64,22 @@ async def create_show(
     hold_seconds: int = 630,
     zones: list[dict[str, Any]] | None = None,
 ) -> str:
-    response = await http.post(
-        "/v1/shows",
-        headers=auth(token),
-        json={
-            "name": "The Test Night",
-            "starts_at": "2027-06-01T20:00:00Z",
-            "hold_seconds": hold_seconds,
-            "sections": [
-                {"name": "A", "rows": rows, "seats_per_row": seats_per_row, "price_cents": 5000}
-            ],
-            "zones": zones if zones is not None else [],
-        },
-    )
+    body = {
+        "name": "The Test Night",
+        "starts_at": "2027-06-01T20:00:00Z",
+        "hold_seconds": hold_seconds,
+        "sections": [
+            {"name": "A", "rows": rows, "seats_per_row": seats_per_row, "price_cents": 5000}
+        ],
+        "zones": zones if zones is not None else [],
+    }
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    for _ in range(20):
+        # As a real client would: 503 means come back later, and the key makes it safe.
+        response = await http.post("/v1/shows", headers={**auth(token), **key}, json=body)
+        if response.status_code != 503:
+            break
+        await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
     assert response.status_code == 201, response.text
     assert response.json()["version"] == 1
     show_id: str = response.json()["show_id"]

@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -30,7 +31,7 @@ class Client:
         self.producer = JournalProducer(settings)
         self.replies = ReplyWaiter(settings)
 
-    async def send(self, command: object, command_id: str | None = None) -> Reply:
+    async def send(self, command: Any, command_id: str | None = None) -> Reply:
         payload = TICKETING.to_dict(command)
         envelope = CommandEnvelope(
             command_id=command_id or str(command.command_id),

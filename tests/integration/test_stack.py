@@ -11,7 +11,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from boxoffice.settings import Settings
-from producers.topics import ALL_TOPICS, REPLIES, Retention
+from producers.topics import ALL_TOPICS
 from snapshots.database import conninfo, migrations
 from tests.providers import KafkaEndpoint
 
@@ -34,10 +34,10 @@ def test_every_declared_topic_exists_with_journal_retention(settings: Settings) 
         assert name in metadata.topics
         assert len(metadata.topics[name].partitions) == settings.topic_partitions
     resources = [ConfigResource(ResourceType.TOPIC, n) for n in names]
+    declared = {t.name(settings): t.retention.value for t in ALL_TOPICS}
     for resource, future in admin.describe_configs(resources).items():
         config = future.result()
-        expected = Retention.ONE_HOUR.value if resource.name == REPLIES.name(settings) else "-1"
-        assert config["retention.ms"].value == expected, resource.name
+        assert config["retention.ms"].value == declared[resource.name], resource.name
         assert config["min.insync.replicas"].value == str(settings.topic_min_insync_replicas)
 
 

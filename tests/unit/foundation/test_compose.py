@@ -29,7 +29,10 @@ def host_ports(service: dict[str, Any]) -> dict[int, int]:
 
 def test_it_runs_the_whole_stack() -> None:
     services = compose()["services"]
-    assert {"kafka", "postgres", "processors", "api"} <= set(services)
+    from stack.services import COMPONENTS
+
+    # Every component `boxoffice up` starts has its service.
+    assert set(COMPONENTS) <= set(services)
     assert services["kafka"]["image"] == "apache/kafka:4.1.1"
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
 
@@ -54,7 +57,7 @@ def test_published_ports_are_the_ones_the_settings_default_to(
 def test_app_variables_are_real_settings_and_agree_with_the_database() -> None:
     services = compose()["services"]
     fields = set(Settings.model_fields)
-    for name in ("setup", "processors", "api"):
+    for name in ("setup", "deciders", "views", "chatviews", "processors", "api"):
         env = services[name]["environment"]
         for key in env:
             assert key.startswith("BOXOFFICE_"), key
