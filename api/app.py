@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     auth.install(app, settings)
     # Before metrics: the middleware added last runs first, so metrics also counts the 429s.
     ratelimit.install(app, settings)
-    app.middleware("http")(metrics.middleware)
+    app.add_middleware(metrics.MetricsMiddleware)
     app.include_router(operations.router)
     app.include_router(accounts.router)
     app.include_router(ticketing.router)

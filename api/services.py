@@ -123,7 +123,8 @@ def _kafka_answers(bootstrap: str) -> bool:
         return False
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async: a plain `def` dependency would be run on FastAPI's thread pool.
     found: Services = request.app.state.services
     return found
 

@@ -92,7 +92,7 @@ def create_app(settings: Settings, hold_seconds: int) -> FastAPI:
     errors.install(app)
     auth.install(app, settings)
     ratelimit.install(app, settings)
-    app.middleware("http")(metrics.middleware)
+    app.add_middleware(metrics.MetricsMiddleware)
     app.add_middleware(BodyLimit)
 
     @app.post("/v1/shows/{show_id}/holds", status_code=201)
