@@ -328,6 +328,18 @@ async def boxoffice_double_sales(settings: Settings, show_id: str) -> int:
     return len(rows)
 
 
+def viewer_summary(seen: dict[str, Any], lags: list[float]) -> dict[str, Any]:
+    return {
+        "connected": seen["connected"],
+        "frames": seen["frames"],
+        "snapshots": seen["snapshots"],
+        "chain_problems": seen["problem_count"],
+        "samples": len(lags),
+        "p50_ms": round(pct(lags, 50) * 1000, 1),
+        "p99_ms": round(pct(lags, 99) * 1000, 1),
+    }
+
+
 def summary(name: str, storm: Tally, steady: Tally | None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "system": name,
@@ -398,20 +410,31 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     ]
     rate = storm.decided / storm.seconds
     show2 = await create_show(base, org, "bench half load")
+    # Viewers again for the half-load phase: the latency a viewer sees when the system is
+    # not saturated, beside the one under the closed-loop storm.
+    viewers_out2 = PROJECT_ROOT / "var" / "bench-viewers-half.json"
+    ws2 = base.replace("http://", "ws://") + f"/v1/shows/{show2}/live"
+    viewers2 = multiprocessing.Process(
+        target=viewers_main,
+        args=(ws2, args.viewers, args.sampled, args.steady + 15, str(viewers_out2)),
+    )
+    viewers2.start()
+    await asyncio.sleep(min(10, 2 + args.viewers / 100))
     steady = await open_loop(
         Target("boxoffice", base, show2, tokens), max(1.0, rate / 2), args.steady
     )
+    viewers2.join()
+    seen2 = json.loads(viewers_out2.read_text())
+    lags2 = [
+        t - steady.held_at[seat]
+        for per_viewer in seen2["seen"]
+        for seat, t in per_viewer.items()
+        if seat in steady.held_at
+    ]
     box = summary("boxoffice", storm, steady)
     box["double_sales_in_projection"] = await boxoffice_double_sales(settings, show)
-    box["viewers"] = {
-        "connected": seen["connected"],
-        "frames": seen["frames"],
-        "snapshots": seen["snapshots"],
-        "chain_problems": seen["problem_count"],
-        "samples": len(lags),
-        "p50_ms": round(pct(lags, 50) * 1000, 1),
-        "p99_ms": round(pct(lags, 99) * 1000, 1),
-    }
+    box["viewers_storm"] = viewer_summary(seen, lags)
+    box["viewers_half_load"] = viewer_summary(seen2, lags2)
     results["systems"].append(box)
 
     if not args.skip_baseline:
