@@ -14,12 +14,13 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from boxoffice.settings import Settings
 from producers.codec import DecodeError
 from producers.envelope import EventRecord
-from producers.topics import Topic, partitions_of
+from producers.tailing import tail
+from producers.topics import Topic
 
 log = logging.getLogger(__name__)
 
@@ -56,20 +57,7 @@ class EventHub:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="latest",
-            isolation_level="read_committed",
-        )
-        partitions = await asyncio.to_thread(partitions_of, self._settings, self._topics)
-        await consumer.start()
-        tps = [TopicPartition(name, p) for name, ps in partitions.items() for p in ps]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:
-            await consumer.position(tp)
+        consumer = await tail(self._settings, self._topics)
         self._consumer = consumer
         self._task = asyncio.create_task(self._run(), name="event-hub")
 

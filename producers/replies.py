@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import logging
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from boxoffice.settings import Settings
 from producers.codec import DecodeError
 from producers.envelope import Reply
-from producers.topics import REPLIES, partitions_of
+from producers.tailing import tail
+from producers.topics import REPLIES
 
 log = logging.getLogger(__name__)
 
@@ -33,22 +34,7 @@ class ReplyWaiter:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="latest",
-            # Replies are written in the decider's transaction; only committed ones count.
-            isolation_level="read_committed",
-        )
-        partitions = await asyncio.to_thread(partitions_of, self._settings, [self._topic])
-        await consumer.start()
-        tps = [TopicPartition(self._topic, p) for p in partitions[self._topic]]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        # Resolve the end positions now, so no reply to a later command can be skipped.
-        for tp in tps:
-            await consumer.position(tp)
+        consumer = await tail(self._settings, [self._topic])
         self._consumer = consumer
         self._task = asyncio.create_task(self._run(), name="reply-waiter")
 
