@@ -12,7 +12,7 @@ import re
 import secrets
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
@@ -361,11 +361,31 @@ async def my_orders(
     return {"orders": [order_json(o) for o in orders]}
 
 
-async def _order_command(svc: Services, command: Any, show_id: str, kind: str) -> dict[str, Any]:
+async def _end_order(
+    svc: Services,
+    user: User,
+    order_id: str,
+    idempotency_key: str | None,
+    kind: type[CancelHold] | type[RefundOrder],
+) -> tuple[OrderView, dict[str, Any]]:
+    """Cancel or refund the caller's order: the order as it was and the decider's event.
+
+    A repeated request is a new command (409 the second time, as the contract says); only an
+    Idempotency-Key makes it a retry of the first.
+    """
+    show_id = show_of_order(order_id)
+    order = await owned_order(svc, user, order_id)
+    verb = "cancel" if kind is CancelHold else "refund"
+    command = kind(
+        command_id=command_id_for(user.username, f"{verb}:{order_id}", idempotency_key),
+        show_id=show_id,
+        user=user.username,
+        order_id=order_id,
+    )
     reply = await decide(svc, command, command.command_id, show_id)
     if not reply.ok:
         raise rejection(reply.error or {})
-    return last_event(reply, kind)
+    return order, last_event(reply, "HoldCancelled" if kind is CancelHold else "OrderRefunded")
 
 
 @router.delete("/orders/{order_id}")
@@ -375,22 +395,8 @@ async def cancel_order(
     svc: Annotated[Services, Depends(services)],
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
-    show_id = show_of_order(order_id)
-    order = await owned_order(svc, user, order_id)
-    command = CancelHold(
-        # A repeated DELETE is a new request (409 order_not_held, as the contract says);
-        # only an Idempotency-Key makes it a retry of the first.
-        command_id=command_id_for(user.username, f"cancel:{order_id}", idempotency_key),
-        show_id=show_id,
-        user=user.username,
-        order_id=order_id,
-    )
-    event = await _order_command(svc, command, show_id, "HoldCancelled")
-    return order_json(_with(order, "cancelled", event["version"]))
-
-
-def _with(order: OrderView, status: Literal["cancelled", "refunded"], version: int) -> OrderView:
-    return replace(order, status=status, version=version)
+    order, event = await _end_order(svc, user, order_id, idempotency_key, CancelHold)
+    return order_json(replace(order, status="cancelled", version=event["version"]))
 
 
 @router.post("/orders/{order_id}/payment")
@@ -459,15 +465,7 @@ async def refund_order(
     svc: Annotated[Services, Depends(services)],
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
-    show_id = show_of_order(order_id)
-    order = await owned_order(svc, user, order_id)
-    command = RefundOrder(
-        command_id=command_id_for(user.username, f"refund:{order_id}", idempotency_key),
-        show_id=show_id,
-        user=user.username,
-        order_id=order_id,
-    )
-    event = await _order_command(svc, command, show_id, "OrderRefunded")
+    order, event = await _end_order(svc, user, order_id, idempotency_key, RefundOrder)
     if event.get("charge_id"):
         await svc.payments.refund(str(event["charge_id"]))
-    return order_json(_with(order, "refunded", event["version"]))
+    return order_json(replace(order, status="refunded", version=event["version"]))
