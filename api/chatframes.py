@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from api.errors import sentence
+from api.text import BIGINT_MAX, text_problem
 from domain.chat.conversations import MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS
 from domain.chat.events import ConversationStarted, MessageSent
 from snapshots.chat import MessageRow
@@ -66,7 +68,11 @@ def client_msg_id_of(raw: str | bytes) -> str | None:
         return None
     if isinstance(data, dict):
         value = data.get("client_msg_id")
-        if isinstance(value, str) and 0 < len(value) <= MAX_CLIENT_MSG_ID_CHARS:
+        if (
+            isinstance(value, str)
+            and 0 < len(value) <= MAX_CLIENT_MSG_ID_CHARS
+            and text_problem(value) is None
+        ):
             return value
     return None
 
@@ -106,6 +112,9 @@ def _string(data: dict[str, Any], key: str, limit: int) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not 0 < len(value) <= limit:
         raise FrameError(f"{key} must be a string of 1 to {limit} characters")
+    problem = text_problem(value)
+    if problem is not None:
+        raise FrameError(f"{key} {problem}")
     return value
 
 
@@ -119,8 +128,8 @@ def _text(data: dict[str, Any]) -> str:
 
 def _seq(data: dict[str, Any], key: str) -> int:
     value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise FrameError(f"{key} must be a whole number, 0 or more")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= BIGINT_MAX:
+        raise FrameError(f"{key} must be a whole number from 0 to {BIGINT_MAX}")
     return value
 
 
@@ -134,8 +143,13 @@ def _cursors(data: dict[str, Any]) -> dict[str, int]:
     for conversation_id, seq in cursors.items():
         if not 0 < len(conversation_id) <= MAX_CONVERSATION_ID_CHARS:
             raise FrameError("a cursor's conversation_id is not valid")
-        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-            raise FrameError(f"the cursor of {conversation_id[:100]} must be a seq, 0 or more")
+        problem = text_problem(conversation_id)
+        if problem is not None:
+            raise FrameError(f"a cursor's conversation_id {problem}")
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= BIGINT_MAX:
+            raise FrameError(
+                f"the cursor of {conversation_id} must be a seq from 0 to {BIGINT_MAX}"
+            )
         checked[conversation_id] = seq
     return checked
 
@@ -192,7 +206,7 @@ def frame(kind: str, body: Mapping[str, Any]) -> str:
 
 
 def error_frame(code: str, message: str, client_msg_id: str | None = None, **extra: Any) -> str:
-    body: dict[str, Any] = {"code": code, "message": message}
+    body: dict[str, Any] = {"code": code, "message": sentence(message)}
     if client_msg_id is not None:
         body["client_msg_id"] = client_msg_id
     body.update(extra)

@@ -28,7 +28,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from psycopg_pool import PoolTimeout
 
 from api.auth import User, user_from_token
-from api.chat import mark_read, prepare_send, settled_membership, submit_send
+from api.chat import is_direct, mark_read, prepare_send, settled_membership, submit_send
 from api.chatframes import (
     Fill,
     FrameError,
@@ -320,8 +320,11 @@ class LiveSocket:
             if not self.box.is_member(conversation_id):
                 self.live.set_membership(self.box, conversation_id, found.version, True)
             return min(cursor, found.last_seq)
-        code = "not_a_member" if found.exists else "conversation_not_found"
-        message = "you are not a member of this conversation" if found.exists else "no such one"
+        if found.exists and not is_direct(conversation_id):
+            code, message = "not_a_member", "You are not a member of this conversation."
+        else:
+            # Also for a direct conversation of others: its existence is not for them to learn.
+            code, message = "conversation_not_found", "There is no such conversation."
         await self.ws.send_text(error_frame(code, message, conversation_id=conversation_id))
         return None
 

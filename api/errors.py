@@ -27,15 +27,33 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+def sentence(message: str) -> str:
+    """Every error message is told as a sentence: a capital first letter and a full stop, the
+    same whichever route or socket wrote it."""
+    message = message.strip()
+    if not message:
+        return "The request was refused."
+    if message[0].islower():
+        message = message[0].upper() + message[1:]
+    return message if message[-1] in ".!?" else message + "."
+
+
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
+    # Details and messages may echo a client's input (a key, a location); text that cannot be
+    # written as UTF-8 is replaced, so refusing bad input never fails to answer.
+    from api.text import safe_json
+
+    body: dict[str, Any] = safe_json(
+        {"error": {"code": code, "message": sentence(message), "details": details or {}}}
+    )
+    return body
 
 
 def unavailable(what: str, retry_after_s: int = 2) -> ApiError:
     return ApiError(
         503,
         "unavailable",
-        f"{what} is unavailable; come back later",
+        f"{what[:1].upper()}{what[1:]} is unavailable; come back later.",
         headers={"Retry-After": str(retry_after_s)},
     )
 
@@ -74,7 +92,7 @@ def install(app: FastAPI) -> None:
             for err in exc.errors()
         ]
         return JSONResponse(
-            error_body("invalid_request", "the request is not valid", {"problems": problems}),
+            error_body("invalid_request", "The request is not valid.", {"problems": problems}),
             status_code=422,
         )
 

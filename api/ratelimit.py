@@ -1,6 +1,6 @@
 """Command rate limits: a token bucket per user, or per client address before sign-in.
 
-Every POST, PUT, PATCH and DELETE under /v1 spends one token (an ASGI middleware, so routes
+Every POST, PUT, PATCH and DELETE under /v1 and /ops spends one token (an ASGI middleware, so routes
 cannot forget it), and so does every frame a client sends on a WebSocket (`check_frame`).
 HTTP and WebSocket commands of one user share one bucket. Buckets live in the memory of each
 API process: with several workers a user's effective limit is multiplied by how many of them
@@ -128,7 +128,7 @@ class RateLimitMiddleware:
         if (
             scope["type"] == "http"
             and scope["method"] in COMMAND_METHODS
-            and (scope["path"] == "/v1" or scope["path"].startswith("/v1/"))
+            and _limited(scope["path"])
         ):
             conn = HTTPConnection(scope)
             wait = self.buckets.retry_after(key_for(self._user(conn), _address(conn)))
@@ -152,6 +152,15 @@ class RateLimitMiddleware:
             return self.tokens.verify(token.strip())
         except ApiError:
             return None
+
+
+# Commands under these prefixes are limited: the API's own and the operations probe, which
+# writes to Kafka too.
+LIMITED_PREFIXES = ("/v1", "/ops")
+
+
+def _limited(path: str) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in LIMITED_PREFIXES)
 
 
 def _address(conn: HTTPConnection) -> str | None:

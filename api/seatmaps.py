@@ -23,6 +23,7 @@ from api.hub import EventHub, Subscription
 from domain.ticketing import JournalError
 from domain.ticketing.views import SeatMapDelta, SeatMapView, ZoneCounts, merge_deltas
 from producers.codec import DecodeError
+from producers.journal import JournalUnavailableError
 from producers.registries import TICKETING
 from producers.topics import SHOW_EVENTS
 
@@ -38,6 +39,8 @@ RECENT_DELTAS = 4096
 VIEWER_QUEUE = 64
 # A show nobody watches is dropped after this long.
 IDLE_S = 60.0
+# A view loaded from the snapshot alone (journal down) is loaded again this often.
+RETRY_S = 2.0
 
 
 def zones_json(zones: dict[str, ZoneCounts]) -> dict[str, dict[str, int]]:
@@ -69,6 +72,10 @@ def delta_frame(delta: SeatMapDelta) -> str:
     ).decode()
 
 
+class SeatMapUnavailableError(Exception):
+    """The show's map cannot be loaded now (storage or journal down); try again later."""
+
+
 class Viewer:
     def __init__(self, version: int) -> None:
         self.version = version  # the version the client will have after the queued frames
@@ -96,16 +103,26 @@ class Viewer:
 
 
 class LiveShow:
-    def __init__(self, show_id: str, hub: EventHub, loader: Loader) -> None:
+    def __init__(
+        self, show_id: str, hub: EventHub, loader: Loader, fallback: Loader | None = None
+    ) -> None:
         self.show_id = show_id
         self.hub = hub
         self.loader = loader
+        self.fallback = fallback
+        # True while the view is only the latest snapshot (the journal did not answer): it is
+        # served to viewers, not as current, and the load is tried again every RETRY_S.
+        self.stale = False
+        self._loaded_at = 0.0
         self.view: SeatMapView | None = None
         self.recent: deque[SeatMapDelta] = deque(maxlen=RECENT_DELTAS)
         self.pending: list[SeatMapDelta] = []
         self.viewers: set[Viewer] = set()
         self.ready = asyncio.Event()
         self.missing = False
+        # Set when the first load failed (PostgreSQL or the journal down): the show is
+        # dropped and the next viewer tries afresh.
+        self.failed = False
         self.idle_since = asyncio.get_running_loop().time()
         self._snapshot_cache: tuple[int, str] | None = None
         self._sub: Subscription | None = None
@@ -142,7 +159,27 @@ class LiveShow:
         return delta_frame(merged), merged.version
 
     async def _load(self) -> None:
-        view = await self.loader(self.show_id)
+        self._loaded_at = asyncio.get_running_loop().time()
+        stale = False
+        try:
+            try:
+                view = await self.loader(self.show_id)
+            except JournalUnavailableError:
+                if self.fallback is None or self.view is not None:
+                    raise
+                view = await self.fallback(self.show_id)
+                if view is None:
+                    raise
+                stale = True
+        except Exception as exc:  # storage or journal down: the viewers must not die with it
+            log.warning("show %s: the seat map cannot be loaded now (%r)", self.show_id, exc)
+            if self.view is None:
+                self.failed = True
+            # With a view already, it is kept; the load is tried again later.
+            self.stale = self.stale or self.view is not None
+            self.ready.set()
+            return
+        self.stale = stale
         if view is None:
             self.missing = True
             self.ready.set()
@@ -160,6 +197,8 @@ class LiveShow:
         # events already in the loaded view are recognised by version and skipped.
         self._sub = self.hub.subscribe(SHOW_EVENTS, self.show_id, maxsize=100_000)
         await self._load()
+        if self.failed:
+            return
         loop = asyncio.get_running_loop()
         while True:
             flush_at = loop.time() + WINDOW_S
@@ -172,6 +211,9 @@ class LiveShow:
             if self._sub.overflowed.is_set():
                 self._sub.close()
                 self._sub = self.hub.subscribe(SHOW_EVENTS, self.show_id, maxsize=100_000)
+                await self._load()
+                continue
+            if self.stale and loop.time() - self._loaded_at >= RETRY_S:
                 await self._load()
                 continue
             self._flush()
@@ -216,9 +258,10 @@ class LiveShow:
 
 
 class LiveSeatMaps:
-    def __init__(self, hub: EventHub, loader: Loader) -> None:
+    def __init__(self, hub: EventHub, loader: Loader, fallback: Loader | None = None) -> None:
         self.hub = hub
         self.loader = loader
+        self.fallback = fallback
         self.shows: dict[str, LiveShow] = {}
         self._reaper: asyncio.Task[None] | None = None
 
@@ -235,17 +278,24 @@ class LiveSeatMaps:
         self.shows.clear()
 
     async def show(self, show_id: str) -> LiveShow | None:
+        """The live show; None for an unknown show; SeatMapUnavailableError when it cannot be
+        loaded now."""
         live = self.shows.get(show_id)
         if live is None:
-            live = self.shows[show_id] = LiveShow(show_id, self.hub, self.loader)
+            live = self.shows[show_id] = LiveShow(show_id, self.hub, self.loader, self.fallback)
         await live.ready.wait()
+        if live.failed:
+            if self.shows.get(show_id) is live:
+                del self.shows[show_id]
+            await live.close()
+            raise SeatMapUnavailableError(show_id)
         if live.missing:
             return None
         return live
 
     def current(self, show_id: str) -> SeatMapView | None:
         live = self.shows.get(show_id)
-        if live is None or live.view is None:
+        if live is None or live.view is None or live.stale:
             return None
         return live.view
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from confluent_kafka.admin import AdminClient
@@ -26,6 +27,30 @@ from snapshots.database import async_pool
 log = logging.getLogger(__name__)
 
 KAFKA_CHECK_S = 1.0
+SEEN_VERSIONS = 100_000
+# How long loading a live seat map waits for a silent journal before using the snapshot.
+JOURNAL_WAIT_S = 5.0
+
+
+class SeenVersions:
+    """The newest version of each stream this process has seen decided (in its commands'
+    replies). A read that finds the projection below it knows the projection is behind, and
+    can say "come back later" rather than "no such thing". Bounded: the least recently
+    updated streams are forgotten first, which only makes reads less sure, never wrong."""
+
+    def __init__(self, most: int = SEEN_VERSIONS) -> None:
+        self._most = most
+        self._versions: OrderedDict[str, int] = OrderedDict()
+
+    def saw(self, stream_id: str, version: int) -> None:
+        if self._versions.get(stream_id, 0) < version:
+            self._versions[stream_id] = version
+            self._versions.move_to_end(stream_id)
+            if len(self._versions) > self._most:
+                self._versions.popitem(last=False)
+
+    def get(self, stream_id: str) -> int:
+        return self._versions.get(stream_id, 0)
 
 
 @dataclass
@@ -41,6 +66,7 @@ class Services:
     # Commands answer 503 at once while this is False; reads are served stale.
     kafka_up: bool = False
     connected: bool = False
+    shows_seen: SeenVersions = field(default_factory=SeenVersions)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -54,7 +80,14 @@ class Services:
         async def load(show_id: str) -> SeatMapView | None:
             from snapshots import timetravel
 
-            return await timetravel.current_seatmap(settings, pool, show_id)
+            return await timetravel.current_seatmap(
+                settings, pool, show_id, timeout_s=JOURNAL_WAIT_S
+            )
+
+        async def load_stale(show_id: str) -> SeatMapView | None:
+            from snapshots import timetravel
+
+            return await timetravel.latest_snapshot_view(pool, show_id)
 
         svc = cls(
             settings,
@@ -63,8 +96,8 @@ class Services:
             hub,
             pool,
             CommandBus(settings, producer, replies),
-            LiveSeatMaps(hub, load),
-            LocalPaymentProvider(settings.fake_payment_slow_s),
+            LiveSeatMaps(hub, load, load_stale),
+            LocalPaymentProvider(pool, settings.fake_payment_slow_s),
         )
         svc.bus.available = lambda: svc.kafka_up
         # Reads must come up even while Kafka is down, so the Kafka side starts in the
@@ -100,6 +133,12 @@ class Services:
             elif up != self.kafka_up:
                 log.warning("Kafka is %s", "back" if up else "unreachable")
                 self.kafka_up = up
+
+    def known_show_version(self, show_id: str) -> int:
+        """The newest version of the show this process knows of: from its replies, or from the
+        live seat map it keeps from the journal for viewers."""
+        live = self.seatmaps.current(show_id)
+        return max(self.shows_seen.get(show_id), live.version if live is not None else 0)
 
     async def stop(self) -> None:
         for task in self._tasks:

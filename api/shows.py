@@ -15,14 +15,16 @@ import orjson
 from fastapi import APIRouter, Depends, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response
 
-from api.errors import ApiError
-from api.seatmaps import LiveShow, Viewer, snapshot_json
+from api.errors import ApiError, unavailable
+from api.seatmaps import LiveShow, SeatMapUnavailableError, Viewer, snapshot_json
 from api.services import Services, services, ws_services
+from api.text import BIGINT_MAX
 from api.ticketing import checked_show_id
 
 router = APIRouter(prefix="/v1")
 
 STALE = {"X-Boxoffice-Stale": "true"}
+TRY_AGAIN_LATER = 1013
 
 
 def _json(body: dict[str, Any], stale: bool = False) -> Response:
@@ -66,39 +68,74 @@ async def get_show(show_id: str, svc: Annotated[Services, Depends(services)]) ->
     return _json({**show.as_created(), "version": version}, stale=not svc.kafka_up)
 
 
+# How long a seat-map read waits for a silent journal before answering from the snapshot.
+JOURNAL_WAIT_S = 5.0
+
+
 @router.get("/shows/{show_id}/seatmap")
 async def get_seatmap(
     show_id: str,
     svc: Annotated[Services, Depends(services)],
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
 ) -> Response:
+    from producers.journal import JournalUnavailableError
     from snapshots import timetravel
 
     checked_show_id(show_id)
     if version is not None:
         try:
-            view = await timetravel.seatmap_at(svc.settings, svc.pool, show_id, version)
+            view = await timetravel.seatmap_at(
+                svc.settings,
+                svc.pool,
+                show_id,
+                version,
+                JOURNAL_WAIT_S,
+                journal=svc.kafka_up,
+            )
         except timetravel.VersionNotFound as exc:
             raise ApiError(
                 404,
                 "version_not_found",
-                f"show {show_id} has no version {version}",
+                f"Show {show_id} has no version {version}.",
                 {"version": version, "current_version": exc.current_version},
             ) from exc
+        except JournalUnavailableError as exc:
+            # Only the journal knows that version, and it does not answer now.
+            raise unavailable("the show journal") from exc
         if view is None:
-            raise ApiError(404, "show_not_found", "no such show", {"show_id": show_id})
+            raise _no_show(show_id)
         return _json(snapshot_json(view))
-    if not svc.kafka_up:
-        stale_view = await timetravel.latest_snapshot_view(svc.pool, show_id)
-        if stale_view is None:
-            raise ApiError(404, "show_not_found", "no such show", {"show_id": show_id})
-        return _json(snapshot_json(stale_view), stale=True)
-    live = svc.seatmaps.current(show_id)
-    if live is None:
-        live = await timetravel.current_seatmap(svc.settings, svc.pool, show_id)
-    if live is None:
-        raise ApiError(404, "show_not_found", "no such show", {"show_id": show_id})
-    return _json(snapshot_json(live))
+    if svc.kafka_up:
+        live = svc.seatmaps.current(show_id)
+        if live is not None:
+            return _json(snapshot_json(live))
+        try:
+            live = await timetravel.current_seatmap(svc.settings, svc.pool, show_id, JOURNAL_WAIT_S)
+        except JournalUnavailableError:
+            pass  # Kafka went away a moment ago: serve what PostgreSQL has, flagged stale
+        else:
+            if live is None:
+                raise _no_show(show_id)
+            return _json(snapshot_json(live))
+    stale_view = svc.seatmaps.current(show_id) or await timetravel.latest_snapshot_view(
+        svc.pool, show_id
+    )
+    if stale_view is None:
+        if await store_show(svc, show_id):
+            # The show exists but has no snapshot yet; only the journal can draw its map.
+            raise unavailable("the show journal")
+        raise _no_show(show_id)
+    return _json(snapshot_json(stale_view), stale=True)
+
+
+async def store_show(svc: Services, show_id: str) -> bool:
+    from snapshots import orders as store
+
+    return await store.show(svc.pool, show_id) is not None
+
+
+def _no_show(show_id: str) -> ApiError:
+    return ApiError(404, "show_not_found", "There is no such show.", {"show_id": show_id})
 
 
 @router.websocket("/shows/{show_id}/live")
@@ -108,14 +145,24 @@ async def live_seatmap(websocket: WebSocket, show_id: str) -> None:
     await websocket.accept()
     try:
         since = int(since_raw) if since_raw is not None else None
-        if since is not None and since < 0:
+        if since is not None and not 0 <= since <= BIGINT_MAX:
             raise ValueError
     except ValueError:
-        await _close_with_error(websocket, "invalid_request", "since must be a version number")
+        await _close_with_error(
+            websocket,
+            "invalid_request",
+            f"The since parameter must be a version, 0 to {BIGINT_MAX}.",
+        )
         return
-    live = await svc.seatmaps.show(show_id) if checked_or_none(show_id) else None
+    try:
+        live = await svc.seatmaps.show(show_id) if checked_or_none(show_id) else None
+    except SeatMapUnavailableError:
+        await _close_with_error(
+            websocket, "unavailable", "The seat map cannot be loaded now; reconnect later."
+        )
+        return
     if live is None:
-        await _close_with_error(websocket, "show_not_found", f"no show {show_id}")
+        await _close_with_error(websocket, "show_not_found", f"There is no show {show_id}.")
         return
     await _serve(websocket, live, since)
 
@@ -133,7 +180,8 @@ async def _close_with_error(websocket: WebSocket, code: str, message: str) -> No
         await websocket.send_text(
             orjson.dumps({"type": "error", "code": code, "message": message}).decode()
         )
-        await websocket.close(code=4404 if code == "show_not_found" else 4400)
+        close_code = {"show_not_found": 4404, "unavailable": TRY_AGAIN_LATER}.get(code, 4400)
+        await websocket.close(code=close_code)
 
 
 async def _serve(websocket: WebSocket, live: LiveShow, since: int | None) -> None:

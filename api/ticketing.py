@@ -8,30 +8,41 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import secrets
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import APIRouter, Depends, Header, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from api import metrics
 from api.auth import User, current_user
-from api.errors import ApiError
-from api.payments import PaymentDeclinedError
+from api.errors import ApiError, unavailable
+from api.payments import ChargeVoidedError, PaymentDeclinedError, UnknownChargeError
 from api.services import Services, services
+from api.text import Text
 from domain.ticketing import (
+    AbandonPayment,
+    BeginPayment,
     CancelHold,
     ConfirmPayment,
     CreateShow,
     OrderPaid,
     PlaceHold,
+    RecordRefund,
     RefundOrder,
     Section,
     Zone,
     refusal_error,
+)
+from domain.ticketing.payments import (
+    abandon_command_id,
+    confirm_command_id,
+    refund_command_id,
 )
 from domain.ticketing.views import OrderView
 from producers.envelope import CommandEnvelope, Reply
@@ -77,7 +88,7 @@ STATUS_BY_CODE: dict[str, int] = {
 
 class SectionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=NAME_PATTERN)
+    name: Text = Field(pattern=NAME_PATTERN)
     rows: StrictInt = Field(ge=1, le=200_000)
     seats_per_row: StrictInt = Field(ge=1, le=200_000)
     price_cents: StrictInt = Field(ge=0, le=10**9)
@@ -85,14 +96,14 @@ class SectionIn(BaseModel):
 
 class ZoneIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=NAME_PATTERN)
+    name: Text = Field(pattern=NAME_PATTERN)
     capacity: StrictInt = Field(ge=1, le=200_000)
     price_cents: StrictInt = Field(ge=0, le=10**9)
 
 
 class ShowIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     starts_at: datetime
     hold_seconds: StrictInt = Field(default=630, ge=1, le=86_400)
     sections: list[SectionIn] = Field(default_factory=list, max_length=1000)
@@ -108,15 +119,16 @@ class ShowIn(BaseModel):
 
 class BestAvailableIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    quantity: StrictInt
-    section: str | None = Field(default=None, pattern=NAME_PATTERN)
+    # Bounded here only against absurd input; validated_quantity gives the contract's 422.
+    quantity: StrictInt = Field(ge=-(2**31), le=2**31)
+    section: Text | None = Field(default=None, pattern=NAME_PATTERN)
 
 
 class HoldIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    seats: list[str] | None = Field(default=None, max_length=10_000)
-    zone: str | None = None
-    quantity: StrictInt | None = None
+    seats: list[Text] | None = Field(default=None, max_length=10_000)
+    zone: Text | None = None
+    quantity: StrictInt | None = Field(default=None, ge=-(2**31), le=2**31)
     best_available: BestAvailableIn | None = None
 
     @model_validator(mode="after")
@@ -133,7 +145,7 @@ class HoldIn(BaseModel):
 
 class PaymentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    payment_token: str = Field(min_length=1, max_length=500)
+    payment_token: Text = Field(min_length=1, max_length=500)
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -178,6 +190,7 @@ async def decide(svc: Services, command: Any, command_id: str, stream_id: str) -
     )
     reply = await svc.bus.decide(SHOW_COMMANDS, envelope)
     metrics.COMMANDS.labels(envelope.type, "ok" if reply.ok else "rejected").inc()
+    svc.shows_seen.saw(stream_id, reply.version)
     return reply
 
 
@@ -202,25 +215,38 @@ def order_json(order: OrderView) -> dict[str, Any]:
         "zone": zone_json(order.zone, order.quantity),
         "expires_at": order.expires_at.isoformat(),
         "total_cents": order.total_cents,
-        "tickets": [{"ticket_id": t.ticket_id, "seat": t.seat} for t in order.tickets],
+        # A refund voids the tickets: a refunded order lists none, whatever the view kept.
+        "tickets": []
+        if order.status == "refunded"
+        else [{"ticket_id": t.ticket_id, "seat": t.seat} for t in order.tickets],
         "version": order.version,
     }
 
 
 async def owned_order(svc: Services, user: User, order_id: str, wait_s: float = 2.0) -> OrderView:
-    """The caller's order from the projection; a hold just made may take a moment to land."""
+    """The caller's order from the projection; a hold just made may take a moment to land.
+
+    Not found while the projection is behind what this process has seen of the show (the
+    views process is down or slow): 503 with Retry-After, since the order may well exist.
+    404 only from a projection that has caught up."""
     from snapshots import orders as order_store
 
-    show_of_order(order_id)
+    show_id = show_of_order(order_id)
     deadline = asyncio.get_running_loop().time() + wait_s
     while True:
         order = await order_store.order(svc.pool, order_id)
         if order is not None or asyncio.get_running_loop().time() >= deadline:
             break
         await asyncio.sleep(0.05)
+    if order is None:
+        known = svc.known_show_version(show_id)
+        if known > 0:
+            listing = await order_store.show(svc.pool, show_id)
+            if listing is None or listing.version < known:
+                raise unavailable("the order view")
     # Someone else's order answers like a missing one: ids must not be probed for existence.
     if order is None or order.user != user.username:
-        raise ApiError(404, "order_not_found", "no such order", {"order_id": order_id})
+        raise ApiError(404, "order_not_found", "There is no such order.", {"order_id": order_id})
     return order
 
 
@@ -399,12 +425,72 @@ async def cancel_order(
     return order_json(replace(order, status="cancelled", version=event["version"]))
 
 
+# -- payments: the API's part of the payment saga ----------------------------------------------
+#
+# Intent (BeginPayment -> PaymentStarted, naming the provider idempotency key), then the charge
+# under that key, then its outcome (ConfirmPayment -> OrderPaid or PaymentRefused; a declined
+# card -> void the key, AbandonPayment). A charge owed back is refunded and journaled
+# (RecordRefund -> ChargeRefunded). Wherever this stops (a crash, Kafka or PostgreSQL away),
+# `processors.reconciler` finishes the saga after BOXOFFICE_PAYMENT_GRACE_S.
+
+log = logging.getLogger(__name__)
+
+
+async def _paid_order(svc: Services, user: User, order_id: str) -> OrderView | None:
+    """The order once the projection shows it paid (it may lag the decider a moment)."""
+    from snapshots import orders as order_store
+
+    deadline = asyncio.get_running_loop().time() + 2.0
+    while True:
+        order = await order_store.order(svc.pool, order_id)
+        if order is not None and order.user == user.username and order.status == "paid":
+            return order
+        if asyncio.get_running_loop().time() >= deadline:
+            return None
+        await asyncio.sleep(0.05)
+
+
+async def _abandon_declined(svc: Services, show_id: str, order_id: str, charge_key: str) -> None:
+    """End the intent of a declined card, so the next card gets a fresh key; best effort (the
+    reconciler does the same later). The key is voided first: no charge can follow it."""
+    try:
+        if await svc.payments.void(charge_key) is not None:
+            return  # a concurrent retry charged under this key: its confirmation ends the intent
+        command = AbandonPayment(
+            command_id=abandon_command_id(charge_key),
+            show_id=show_id,
+            order_id=order_id,
+            charge_key=charge_key,
+            reason="payment_declined",
+        )
+        await decide(svc, command, command.command_id, show_id)
+    except (ApiError, psycopg.OperationalError) as exc:
+        log.warning("left intent %s to the reconciler: %s", charge_key, exc)
+
+
+async def _refund_charge(svc: Services, show_id: str, order_id: str, charge_id: str) -> None:
+    """Refund a charge the journal owes back and journal that it was; best effort, since the
+    reconciler guarantees both (idempotently) if this is cut short."""
+    try:
+        await svc.payments.refund(charge_id)
+        command = RecordRefund(
+            command_id=refund_command_id(charge_id),
+            show_id=show_id,
+            order_id=order_id,
+            charge_id=charge_id,
+        )
+        await decide(svc, command, command.command_id, show_id)
+    except (ApiError, psycopg.OperationalError, UnknownChargeError) as exc:
+        log.warning("left the refund of %s to the reconciler: %s", charge_id, exc)
+
+
 @router.post("/orders/{order_id}/payment")
 async def pay_order(
     order_id: str,
     body: PaymentIn,
     user: Annotated[User, Depends(current_user)],
     svc: Annotated[Services, Depends(services)],
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
     show_id = show_of_order(order_id)
     order = await owned_order(svc, user, order_id)
@@ -414,39 +500,72 @@ async def pay_order(
         order.status == "held" and order.expires_at <= datetime.now(UTC)
     ):
         # Known to be too late before any money moves: nothing to charge or refund.
-        raise ApiError(409, "hold_expired", "the hold ran out", {"order_id": order_id})
+        raise ApiError(409, "hold_expired", "The hold ran out.", {"order_id": order_id})
     if order.status != "held":
-        raise ApiError(409, "order_not_held", "the order is not held", {"status": order.status})
+        raise ApiError(
+            409,
+            "order_not_held",
+            f"The order is {order.status}, not held.",
+            {"status": order.status},
+        )
+    begin = BeginPayment(
+        command_id=command_id_for(user.username, f"pay:{order_id}", idempotency_key),
+        show_id=show_id,
+        user=user.username,
+        order_id=order_id,
+    )
+    # Journaled before any charge: a 409 or 503 here means no money moved.
+    reply = await decide(svc, begin, begin.command_id, show_id)
+    if not reply.ok:
+        error = reply.error or {}
+        if (error.get("details") or {}).get("status") == "paid":
+            paid_already = await _paid_order(svc, user, order_id)
+            if paid_already is not None:
+                return order_json(paid_already)
+        raise rejection(error)
+    started = last_event(reply, "PaymentStarted")
+    charge_key = str(started["charge_key"])
     try:
-        charge = await svc.payments.charge(body.payment_token, order.total_cents, order_id)
+        charge = await svc.payments.charge(
+            body.payment_token, int(started["amount_cents"]), charge_key
+        )
     except PaymentDeclinedError as exc:
+        await _abandon_declined(svc, show_id, order_id, charge_key)
         raise ApiError(402, "payment_declined", exc.reason, {"order_id": order_id}) from exc
-    command = ConfirmPayment(
-        command_id=command_id_for(user.username, "pay", f"{order_id}:{charge.charge_id}"),
+    except ChargeVoidedError as exc:
+        # This attempt outlived the grace period and the reconciler gave it up: nothing was
+        # charged, and paying again starts a fresh attempt.
+        raise unavailable("this payment attempt") from exc
+    except psycopg.OperationalError as exc:
+        # Unknown whether the charge was taken; the reconciler finds out and settles it.
+        raise unavailable("the payment provider") from exc
+    confirm = ConfirmPayment(
+        command_id=confirm_command_id(charge.charge_id),
         show_id=show_id,
         user=user.username,
         order_id=order_id,
         charge_id=charge.charge_id,
         amount_cents=charge.amount_cents,
     )
-    try:
-        reply = await decide(svc, command, command.command_id, show_id)
-    except ApiError:
-        # Undecided (journal or decider unavailable): the charge stays, and a retry with the
-        # same token finds it by idempotency key and confirms it.
-        raise
+    # A 503 from here leaves a charge with its intent journaled: the reconciler confirms it
+    # (or refunds it) within the grace period, and a retry finds the same charge by its key.
+    reply = await decide(svc, confirm, confirm.command_id, show_id)
     if not reply.ok:
-        await svc.payments.refund(charge.charge_id)
+        # Not for an intent of the payer's own order; should it happen, the money goes back.
+        try:
+            await svc.payments.refund(charge.charge_id)
+        except (psycopg.OperationalError, UnknownChargeError) as exc:
+            log.error("could not refund unconfirmable charge %s: %s", charge.charge_id, exc)
         raise rejection(reply.error or {})
     events = [TICKETING.from_dict(e) for e in reply.events]
     refused = refusal_error(events)
     if refused is not None:
         # The hold ran out while the card was being charged: the money goes back.
-        await svc.payments.refund(charge.charge_id)
+        await _refund_charge(svc, show_id, order_id, charge.charge_id)
         raise ApiError(
             STATUS_BY_CODE.get(refused.code, 409),
             refused.code,
-            "the hold ran out before the payment was confirmed; the charge was refunded"
+            "The hold ran out before the payment was confirmed; the charge was refunded."
             if refused.code == "hold_expired"
             else str(refused),
             {**refused.details(), "refunded_charge_id": charge.charge_id},
@@ -465,7 +584,9 @@ async def refund_order(
     svc: Annotated[Services, Depends(services)],
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
+    # OrderRefunded is the durable instruction to refund; the provider's refund and its
+    # ChargeRefunded follow here, or from the reconciler if this process dies in between.
     order, event = await _end_order(svc, user, order_id, idempotency_key, RefundOrder)
     if event.get("charge_id"):
-        await svc.payments.refund(str(event["charge_id"]))
+        await _refund_charge(svc, show_of_order(order_id), order_id, str(event["charge_id"]))
     return order_json(replace(order, status="refunded", version=event["version"]))

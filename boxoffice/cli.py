@@ -13,7 +13,8 @@ app = typer.Typer(help="boxoffice: event-sourced ticketing and chat on Kafka", n
 Only = Annotated[
     list[str] | None,
     typer.Argument(
-        help="components (postgres, kafka, deciders, views, processors, api); default all"
+        help="components (postgres, kafka, deciders, views, chatviews, reconciler, processors, "
+        "api); default all"
     ),
 ]
 
@@ -58,13 +59,25 @@ def down(only: Only = None) -> None:
 
 @app.command()
 def status() -> None:
-    """Say which components are running; exit 1 unless all are."""
+    """Say how each component is doing and how far behind each consumer is; exit 1 unless
+    every component is running."""
     from stack.services import Stack
 
-    state = Stack(get_settings()).status()
-    for name, running in state.items():
-        typer.echo(f"{name:<10} {'running' if running else 'stopped'}")
-    if not all(state.values()):
+    report = Stack(get_settings()).report()
+    for process in report.processes:
+        typer.echo(f"{process.name:<10} {process.describe()}")
+    if report.lags:
+        typer.echo("")
+        width = max(len(lag.name) for lag in report.lags)
+        for lag in report.lags:
+            where = "kafka offsets" if lag.kind == "group" else "postgres checkpoints"
+            typer.echo(
+                f"{lag.kind:<5} {lag.name:<{width}}  {where:<20}  {lag.describe()}"
+                f"  ({lag.partitions} partitions)"
+            )
+    for problem in report.problems:
+        typer.echo(f"note: {problem}")
+    if not report.all_running:
         raise typer.Exit(1)
 
 

@@ -37,7 +37,14 @@ from domain.chat.events import (
 )
 from processors.deciders import DeciderSpec
 from producers.codec import Registry
-from producers.topics import CHAT_COMMANDS, CHAT_EVENTS, SOCIAL_COMMANDS, SOCIAL_EVENTS
+from producers.topics import (
+    CHAT_COMMANDS,
+    CHAT_EVENTS,
+    CHAT_REJECTIONS,
+    SOCIAL_COMMANDS,
+    SOCIAL_EVENTS,
+    SOCIAL_REJECTIONS,
+)
 
 CONVERSATIONS = Registry(
     (
@@ -72,6 +79,7 @@ CONVERSATION_DECIDER = DeciderSpec(
     name="conversations",
     commands=CHAT_COMMANDS,
     events=CHAT_EVENTS,
+    rejections=CHAT_REJECTIONS,
     registry=CONVERSATIONS,
     decide=conversations.decide,
     evolve=conversations.evolve,
@@ -83,6 +91,7 @@ SOCIAL_DECIDER = DeciderSpec(
     name="social",
     commands=SOCIAL_COMMANDS,
     events=SOCIAL_EVENTS,
+    rejections=SOCIAL_REJECTIONS,
     registry=SOCIAL,
     decide=social.decide,
     evolve=social.evolve,

@@ -9,7 +9,12 @@ version), so a batch folded twice, by a deposed owner for instance, changes noth
 
 Conversation views are cached between batches (the projector is the single writer of its
 partitions' rows) and snapshotted, immutable, every N events or T seconds per conversation.
-A message that cannot be decoded is parked on the dead-letter topic and the loop goes on.
+
+Poison: a message that cannot be decoded is parked on the dead-letter topic at once. Any
+other failure of a batch (a text PostgreSQL refuses, a fold that raises) is retried a few
+times, then the batch is applied event by event and the one event that still fails is parked
+and skipped (`processors.poison`), so one bad event never stops the projection. After every
+failed batch the cache is dropped and the partitions are read again from their checkpoints.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -46,7 +51,9 @@ from domain.chat.events import (
 )
 from domain.chat.views import ConversationView, evolve_view
 from processors.chat import CONVERSATIONS, SOCIAL
+from processors.poison import Chunk, Origin, PoisonGuard
 from producers.codec import DecodeError
+from producers.deadletters import dead_letter_headers
 from producers.envelope import EventRecord
 from producers.topics import CHAT_EVENTS, DEAD_LETTERS, SOCIAL_EVENTS
 from snapshots import chat as store
@@ -62,6 +69,12 @@ CACHED_VIEWS = 50_000
 
 _CONVERSATION_EVENTS = (ConversationStarted, MessageSent, MemberAdded, MemberRemoved, MessagesRead)
 _SOCIAL_EVENTS = (BuddyAdded, BuddyRemoved, UserBlocked, UserUnblocked)
+
+Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+
+
+def _origin(record: Record) -> Origin:
+    return Origin(record.topic, record.partition, record.offset)
 
 
 @dataclass(slots=True)
@@ -255,6 +268,7 @@ class ChatViews:
         self.conn: psycopg.AsyncConnection[Any] | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
+        self.guard: PoisonGuard[Record] = PoisonGuard(_origin, self._park)
         self.projected = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -273,21 +287,25 @@ class ChatViews:
             # Events are journaled in the decider's transactions: only committed ones exist.
             isolation_level="read_committed",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            # Partitions added to the journals are noticed (and assigned) within seconds.
+            metadata_max_age_ms=10_000,
         )
         await self.consumer.start()
+        # Subscribing before the broker lists a just-created topic gets an empty assignment
+        # that is only revisited at the next metadata refresh.
+        while not self.stopping.is_set() and not {self.chat_topic, self.social_topic} <= set(
+            await self.consumer.topics()
+        ):
+            log.info("waiting for %s and %s to exist", self.chat_topic, self.social_topic)
+            await asyncio.sleep(0.5)
         self.consumer.subscribe([self.chat_topic, self.social_topic], listener=_Rebalance(self))
         log.info("projecting %s and %s", self.chat_topic, self.social_topic)
         try:
             while not self.stopping.is_set():
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=BATCH)
                 records = [r for rs in batches.values() for r in rs]
-                try:
-                    if records:
-                        await self._project(records)
-                    elif self.fold.pending:
-                        await self._snapshots_only()
-                except (psycopg.Error, KafkaError) as exc:
-                    await self._recover(exc)
+                if records or self.fold.pending:
+                    await self.guard.run(records, self._apply, self._rewind)
         finally:
             with contextlib.suppress(Exception):
                 await self.consumer.stop()
@@ -325,13 +343,11 @@ class ChatViews:
         if fresh:
             await self.consumer.seek_to_beginning(*fresh)
 
-    async def _recover(self, exc: Exception) -> None:
+    async def _rewind(self) -> None:
         """Back to the last checkpoint: the cache and the positions may be ahead of it."""
-        log.error("batch failed, resuming from the checkpoints: %r", exc)
         self.fold.forget()
         assert self.consumer is not None
         while not self.stopping.is_set():
-            await asyncio.sleep(1)
             try:
                 if self.conn is None or self.conn.closed or self.conn.broken:
                     self.conn = await self._connect()
@@ -339,29 +355,31 @@ class ChatViews:
                 return
             except psycopg.Error as again:
                 log.error("cannot resume yet: %s", again)
+                await asyncio.sleep(1)
 
     # -- one batch -------------------------------------------------------------------------------
 
-    async def _project(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+    async def _apply(self, chunk: Chunk[Record]) -> None:
+        """One chunk of the guard: its rows and the next offsets in one transaction."""
         assert self.conn is not None
+        if not chunk.apply and not chunk.skip:
+            await self._snapshots_only()
+            return
         chat: list[tuple[ConversationEvent, int, int]] = []
         social: list[SocialEvent] = []
-        poison: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
-        for record in records:
+        for record in chunk.apply:
             try:
                 event = self._decode(record)
             except DecodeError as exc:
-                poison.append((record, str(exc)))
+                # Parked before the checkpoint moves past it: at worst twice, never lost.
+                await self.guard.park_now(record, f"undecodable: {exc}")
                 continue
             if isinstance(event, _SOCIAL_EVENTS):
                 social.append(event)
             else:
                 chat.append((event, record.partition, record.offset))
-        # Parked before the checkpoint moves past them: at worst parked twice, never lost.
-        for record, reason in poison:
-            await self._park(record, reason)
         next_offsets: dict[str, dict[int, int]] = {}
-        for record in records:
+        for record in (*chunk.apply, *chunk.skip):
             next_offsets.setdefault(record.topic, {})[record.partition] = record.offset + 1
         async with self.conn.transaction():
             if chat:
@@ -372,7 +390,7 @@ class ChatViews:
             for topic, offsets in next_offsets.items():
                 await save_checkpoints(self.conn, PROJECTION, topic, offsets)
         self.fold.trim()
-        self.projected += len(records)
+        self.projected += len(chunk.apply)
 
     def _decode(self, record: ConsumerRecord[bytes, bytes]) -> ConversationEvent | SocialEvent:
         entry = EventRecord.decode(record.value)
@@ -419,23 +437,31 @@ class ChatViews:
             async with self.conn.transaction():
                 await store.insert_snapshots(self.conn, due)
 
-    async def _park(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
+    async def _park(self, record: Record, reason: str, attempts: int) -> None:
         assert self.producer is not None
         log.warning(
             "dead-lettering %s[%s]@%s: %s", record.topic, record.partition, record.offset, reason
         )
-        await self.producer.send_and_wait(
-            self.dead_letters,
-            value=record.value,
-            key=record.key,
-            headers=[
-                ("origin-topic", record.topic.encode()),
-                ("origin-partition", str(record.partition).encode()),
-                ("origin-offset", str(record.offset).encode()),
-                ("origin-projection", PROJECTION.encode()),
-                ("reason", reason.encode()[:1000]),
-            ],
+        headers = dead_letter_headers(
+            consumer=PROJECTION,
+            reason=reason,
+            attempts=attempts,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
         )
+        while True:
+            try:
+                await self.producer.send_and_wait(
+                    self.dead_letters, value=record.value, key=record.key, headers=headers
+                )
+                return
+            except KafkaError as exc:
+                # Never skip a record that is not parked yet: wait for Kafka to come back.
+                if self.stopping.is_set():
+                    raise
+                log.warning("cannot dead-letter yet (%s); retrying", exc)
+                await asyncio.sleep(1)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

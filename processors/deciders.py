@@ -10,6 +10,13 @@ transaction, the state of every stream of a partition is folded again from that 
 of the event journal. Commands are deduplicated by id inside the domain (`outcome_of`), so
 a command redelivered after a crash is answered with its first outcome, not decided again.
 
+The first answer is final, a rejection included: every rejection is journaled (the reply as
+sent, on the decider's rejection journal, same partition number, same transaction as the
+reply), loaded again with the state, and checked before deciding. A later copy of the command
+id (redelivered, re-read after an abort, retried with the same Idempotency-Key) is answered
+with that rejection, never decided afresh. A rejection is kept for REJECTIONS_KEPT_S (a week)
+and at most MAX_REJECTIONS per partition (the newest), which bounds memory and rebuild time.
+
 Why not Faust here: its per-message cost (about 2,000 forwarded messages/s measured on this
 machine) is far below the on-sale target, and its exactly-once mode has open bugs.
 """
@@ -23,8 +30,9 @@ import signal
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,11 +48,15 @@ from confluent_kafka import (
 
 from boxoffice.settings import Settings, get_settings
 from producers.codec import DecodeError, Registry
+from producers.deadletters import dead_letter_headers
 from producers.envelope import CommandEnvelope, EventRecord, Reply
 from producers.journal import producer_config
-from producers.topics import DEAD_LETTERS, REPLIES, Topic
+from producers.topics import DEAD_LETTERS, REJECTIONS_KEPT_S, REPLIES, Topic
 
 log = logging.getLogger("boxoffice.deciders")
+
+# Who gave up on a message, as the dead letters name it.
+DEAD_LETTER_CONSUMER = "deciders"
 
 Timer = Callable[[str, Any, datetime], Any | None]
 
@@ -56,6 +68,8 @@ class DeciderSpec:
     name: str
     commands: Topic
     events: Topic
+    # Where its rejections are journaled, so a later copy of a command gets the first answer.
+    rejections: Topic
     registry: Registry
     decide: Callable[[Any, Any, datetime], Sequence[Any]]
     evolve: Callable[[Any, Any], Any]
@@ -91,11 +105,44 @@ def _version(state: Any) -> int:
     return int(getattr(state, "version", 0)) if state is not None else 0
 
 
+# librdkafka backs off reconnecting up to 10 s by default: a worker started during an outage
+# would notice the broker's return up to 10 s late. Retrying every second costs nothing.
+RECONNECT_BACKOFF_MAX_MS = 1000
+# How long one transactional call (sending the offsets, committing) may wait for the brokers.
+CALL_TIMEOUT_S = 10.0
+# The newest rejections remembered per partition: at most about 10 MB of memory each, and a
+# rebuild reads at most twice this many records of the rejection journal.
+MAX_REJECTIONS = 20_000
+
+
 @dataclass
 class _Partition:
     spec: DeciderSpec
     number: int
     streams: dict[str, Any] = field(default_factory=dict)
+    # (stream id, command id) -> (the rejection reply as first sent, when, in epoch seconds);
+    # oldest first, so eviction beyond MAX_REJECTIONS drops the oldest.
+    rejections: OrderedDict[tuple[str, str], tuple[bytes, float]] = field(
+        default_factory=OrderedDict
+    )
+
+    def remember(self, stream: str, command_id: str, reply: bytes, at_s: float) -> None:
+        key = (stream, command_id)
+        self.rejections[key] = (reply, at_s)
+        self.rejections.move_to_end(key)
+        while len(self.rejections) > MAX_REJECTIONS:
+            self.rejections.popitem(last=False)
+
+    def rejection(self, stream: str, command_id: str, now_s: float) -> Reply | None:
+        """The rejection first answered to this command id, while it is still kept."""
+        found = self.rejections.get((stream, command_id))
+        if found is None:
+            return None
+        raw, at_s = found
+        if now_s - at_s > REJECTIONS_KEPT_S:
+            del self.rejections[(stream, command_id)]
+            return None
+        return Reply.decode(raw)
 
 
 class DeciderLoop:
@@ -115,6 +162,9 @@ class DeciderLoop:
         # whether librdkafka reported that every broker was gone.
         self.busy_since: float | None = None
         self.brokers_lost = False
+        # A fatal client error (a fenced static member, a fenced producer): these clients are
+        # done for good, and the watchdog restarts the worker at once rather than waiting.
+        self.fatal: str | None = None
         self.partitions: dict[tuple[str, int], _Partition] = {}
         prefix = settings.topic_prefix
         self.replies_topic = REPLIES.name(settings)
@@ -133,6 +183,7 @@ class DeciderLoop:
                 "group.instance.id": f"deciders-{settings.processor_instance}",
                 "session.timeout.ms": 10000,
                 "fetch.wait.max.ms": 10,
+                "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
                 "log_level": 3,
                 "error_cb": self._on_error,
             }
@@ -146,13 +197,38 @@ class DeciderLoop:
                     "transactional.id": f"{prefix}.deciders.{settings.processor_instance}",
                     "transaction.timeout.ms": 30000,
                     "linger.ms": 5,
+                    "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
                     "error_cb": self._on_error,
                 },
             )
         )
-        self.producer.init_transactions(60)
+        self._init_transactions()
+        # The brokers answered init_transactions: a loss seen while it waited for them (the
+        # worker started during an outage) is over, and must not restart this fresh worker.
+        # Such errors wait in the clients' queues until served, so serve them first.
+        self.producer.poll(0)
+        self.consumer.poll(0)
+        self.brokers_lost = False
         self._last_timer = 0.0
+        # When the loop last made progress (a turn, or a batch read while rebuilding): the
+        # watchdog restarts a worker stalled anywhere, not only inside a transaction.
+        self.turned_at = time.monotonic()
         self.decided = 0
+
+    def _init_transactions(self) -> None:
+        """Wait for the brokers as long as it takes: a worker started during an outage is
+        then ready the moment Kafka returns, instead of exiting after a minute and leaving
+        a fresh interpreter to start (seconds on a loaded machine) after the return."""
+        while True:
+            try:
+                self.producer.init_transactions(60)
+                return
+            except KafkaException as exc:
+                err = exc.args[0]
+                # librdkafka: a timed-out call is resumed by calling it again.
+                if err.code() != KafkaError._TIMED_OUT and not err.retriable():
+                    raise
+                log.warning("the brokers do not answer yet; still waiting: %s", err)
 
     # -- partitions and state ---------------------------------------------------------------
 
@@ -170,9 +246,11 @@ class DeciderLoop:
         log.info("revoked %s", [(tp.topic, tp.partition) for tp in tps])
 
     def _rebuild(self, part: _Partition) -> None:
-        """Fold every stream of the partition from the event journal, up to its end."""
+        """Fold every stream of the partition from the event journal, and load the newest
+        rejections of the partition from the rejection journal, each up to its end."""
         started = time.monotonic()
-        topic = part.spec.events.name(self.settings)
+        events_topic = part.spec.events.name(self.settings)
+        rejections_topic = part.spec.rejections.name(self.settings)
         reader = Consumer(
             {
                 "bootstrap.servers": self.settings.kafka_bootstrap,
@@ -180,38 +258,64 @@ class DeciderLoop:
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,
+                # A partition at its end must not hold the other's fetch for the default 500 ms.
+                "fetch.wait.max.ms": 10,
                 "log_level": 3,
             }
         )
-        count = 0
+        counts = {events_topic: 0, rejections_topic: 0}
         try:
-            _, high = reader.get_watermark_offsets(TopicPartition(topic, part.number), timeout=30)
-            if high > 0:
-                reader.assign([TopicPartition(topic, part.number, OFFSET_BEGINNING)])
-                while True:
-                    messages = reader.consume(num_messages=5000, timeout=0.1)
-                    done = False
-                    for msg in messages:
-                        err = msg.error()
-                        if err is not None:
-                            if err.code() == KafkaError._PARTITION_EOF:
-                                done = True
-                                continue
-                            raise KafkaException(err)
+            starts: list[TopicPartition] = []
+            # Events from the first (the whole state); rejections from far enough back to find
+            # the newest MAX_REJECTIONS (transaction markers take offsets too, hence twice).
+            for topic, keep in ((events_topic, None), (rejections_topic, 2 * MAX_REJECTIONS)):
+                low, high = reader.get_watermark_offsets(
+                    TopicPartition(topic, part.number), timeout=30
+                )
+                first = low if keep is None else max(low, high - keep)
+                if high > first:
+                    starts.append(TopicPartition(topic, part.number, first))
+            pending = {tp.topic for tp in starts}
+            if starts:
+                reader.assign(starts)
+            while pending:
+                self.turned_at = time.monotonic()
+                for msg in reader.consume(num_messages=5000, timeout=0.1):
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            pending.discard(str(msg.topic()))
+                            continue
+                        raise KafkaException(err)
+                    if msg.topic() == events_topic:
                         self._fold(part, msg)
-                        count += 1
-                    if done:
-                        break
+                    else:
+                        self._remember(part, msg)
+                    counts[str(msg.topic())] += 1
         finally:
             reader.close()
         log.info(
-            "rebuilt %s[%d]: %d events, %d streams in %.2fs",
-            topic,
+            "rebuilt %s[%d]: %d events, %d streams, %d rejections in %.2fs",
+            events_topic,
             part.number,
-            count,
+            counts[events_topic],
             len(part.streams),
+            len(part.rejections),
             time.monotonic() - started,
         )
+
+    def _remember(self, part: _Partition, msg: Message) -> None:
+        raw = msg.value()
+        try:
+            reply = Reply.decode(raw)
+        except DecodeError:
+            log.error(
+                "undecodable rejection at %s[%s]@%s", msg.topic(), msg.partition(), msg.offset()
+            )
+            return
+        assert raw is not None
+        _, at_ms = msg.timestamp()
+        part.remember(reply.stream_id, reply.command_id, raw, at_ms / 1000)
 
     def _fold(self, part: _Partition, msg: Message) -> None:
         try:
@@ -223,7 +327,15 @@ class DeciderLoop:
             log.error("undecodable event at %s[%s]@%s", msg.topic(), msg.partition(), msg.offset())
             return
         stream = record.stream_id
-        part.streams[stream] = part.spec.evolve(part.streams.get(stream), event)
+        try:
+            part.streams[stream] = part.spec.evolve(part.streams.get(stream), event)
+        except Exception as exc:
+            # Decodes but cannot follow its stream (written by hand, or by a buggy version):
+            # the stream keeps its state before it, and the partition goes on.
+            log.exception(
+                "cannot fold the event at %s[%s]@%s", msg.topic(), msg.partition(), msg.offset()
+            )
+            self._park_event(msg, f"unfoldable: {type(exc).__name__}: {exc}")
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -233,6 +345,10 @@ class DeciderLoop:
         )
         try:
             while self.running:
+                self.turned_at = time.monotonic()
+                # The producer's error callbacks (every broker gone, fenced) run only when it
+                # is polled; an idle loop would otherwise never hear of an outage.
+                self.producer.poll(0)
                 messages = self._next_batch()
                 now = self.clock()
                 timed = self._timer_commands(now)
@@ -265,13 +381,23 @@ class DeciderLoop:
     def _on_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
             self.brokers_lost = True
+        self._note_fatal(err)
         log.warning("kafka: %s", err)
+
+    def _note_fatal(self, err: KafkaError) -> None:
+        # After a broker restart the coordinator can fence our own static member (a JoinGroup
+        # it saw twice): "Static consumer fenced by other consumer with same
+        # group.instance.id". The consumer is then dead for good and a transaction using its
+        # group metadata can hang; only a fresh worker recovers, so ask for one now.
+        if err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.FENCED_INSTANCE_ID):
+            self.fatal = str(err)
 
     def _usable(self, msg: Message) -> bool:
         err = msg.error()
         if err is None:
             return True
         if err.code() != KafkaError._PARTITION_EOF:
+            self._note_fatal(err)
             log.warning("consumer error: %s", err)
         return False
 
@@ -312,7 +438,7 @@ class DeciderLoop:
             if commands:
                 offsets = self.consumer.position(self.consumer.assignment())
                 self.producer.send_offsets_to_transaction(
-                    offsets, self.consumer.consumer_group_metadata(), 30
+                    offsets, self.consumer.consumer_group_metadata(), CALL_TIMEOUT_S
                 )
             self._commit()
         except KafkaException as exc:
@@ -322,7 +448,7 @@ class DeciderLoop:
     def _commit(self) -> None:
         while True:
             try:
-                self.producer.commit_transaction(30)
+                self.producer.commit_transaction(CALL_TIMEOUT_S)
                 return
             except KafkaException as exc:
                 if exc.args[0].retriable():
@@ -380,18 +506,19 @@ class DeciderLoop:
     ) -> None:
         spec = part.spec
         state = part.streams.get(stream)
+        if reply:
+            first = part.rejection(stream, command_id, now.timestamp())
+            if first is not None:
+                # Rejected before: the first answer stands, even where the state has changed
+                # since (a conflicting hold cancelled, say) and a fresh decision would differ.
+                self._reply(replace(first, duplicate=True))
+                return
         try:
             events = list(spec.decide(state, command, now))
         except spec.errors as err:
             if reply:
-                self._reply(
-                    Reply(
-                        command_id,
-                        stream,
-                        ok=False,
-                        error=error_payload(err),
-                        version=_version(state),
-                    )
+                self._reject(
+                    part, stream, command_id, error_payload(err), version=_version(state), now=now
                 )
             return
         except (ValueError, TypeError) as exc:
@@ -400,14 +527,13 @@ class DeciderLoop:
             log.exception("decider %s could not decide %s", spec.name, command_id)
             self._dead_letter_command(spec, stream, command, command_id, repr(exc))
             if reply:
-                self._reply(
-                    Reply(
-                        command_id,
-                        stream,
-                        ok=False,
-                        error={"code": "invalid_command", "message": str(exc), "details": {}},
-                        version=_version(state),
-                    )
+                self._reject(
+                    part,
+                    stream,
+                    command_id,
+                    {"code": "invalid_command", "message": str(exc), "details": {}},
+                    version=_version(state),
+                    now=now,
                 )
             return
         duplicate = bool(events) and events[0].version <= _version(state)
@@ -442,6 +568,32 @@ class DeciderLoop:
                 )
             )
 
+    def _reject(
+        self,
+        part: _Partition,
+        stream: str,
+        command_id: str,
+        error: dict[str, Any],
+        *,
+        version: int,
+        now: datetime,
+    ) -> None:
+        """Answer a rejection and journal it in the same transaction, so it is the answer
+        to every later copy of the command id; an aborted transaction takes both back."""
+        answer = Reply(command_id, stream, ok=False, error=error, version=version)
+        raw = answer.encode()
+        self.producer.produce(
+            part.spec.rejections.name(self.settings),
+            value=raw,
+            key=stream.encode(),
+            # The command's partition number: the rebuild of a command partition reads the
+            # rejection partition of the same number.
+            partition=part.number,
+            timestamp=int(now.timestamp() * 1000),
+        )
+        part.remember(stream, command_id, raw, now.timestamp())
+        self._reply(answer)
+
     def _reply(self, reply: Reply) -> None:
         self.producer.produce(
             self.replies_topic, value=reply.encode(), key=reply.stream_id.encode()
@@ -455,12 +607,15 @@ class DeciderLoop:
             self.dead_letters_topic,
             value=msg.value(),
             key=msg.key(),
-            headers={
-                "origin-topic": str(msg.topic()),
-                "origin-partition": str(msg.partition()),
-                "origin-offset": str(msg.offset()),
-                "reason": reason[:1000],
-            },
+            headers=[
+                *dead_letter_headers(
+                    consumer=DEAD_LETTER_CONSUMER,
+                    reason=reason,
+                    topic=str(msg.topic()),
+                    partition=msg.partition(),
+                    offset=msg.offset(),
+                ),
+            ],
         )
 
     def _dead_letter_command(
@@ -470,12 +625,39 @@ class DeciderLoop:
             self.dead_letters_topic,
             value=spec.registry.encode(command),
             key=stream.encode(),
-            headers={
-                "origin-decider": spec.name,
-                "command-id": command_id,
-                "reason": reason[:1000],
-            },
+            headers=[
+                *dead_letter_headers(
+                    consumer=DEAD_LETTER_CONSUMER,
+                    reason=reason,
+                    extra={"decider": spec.name, "command-id": command_id},
+                ),
+            ],
         )
+
+    # Made on first use. An event that cannot be folded is met while rebuilding, outside any
+    # transaction, where the transactional producer cannot write.
+    _event_parker: Producer | None = None
+
+    def _park_event(self, msg: Message, reason: str) -> None:
+        """Dead-letter a journaled event this decider cannot fold (at every rebuild that
+        meets it: rebuilds are rare, and a duplicate dead letter is harmless)."""
+        if self._event_parker is None:
+            self._event_parker = Producer(producer_config(self.settings))
+        self._event_parker.produce(
+            self.dead_letters_topic,
+            value=msg.value(),
+            key=msg.key(),
+            headers=[
+                *dead_letter_headers(
+                    consumer=DEAD_LETTER_CONSUMER,
+                    reason=reason,
+                    topic=str(msg.topic()),
+                    partition=msg.partition(),
+                    offset=msg.offset(),
+                ),
+            ],
+        )
+        self._event_parker.flush(10)
 
 
 def all_specs() -> list[DeciderSpec]:
@@ -487,8 +669,10 @@ def all_specs() -> list[DeciderSpec]:
 
 # A transactional call that takes longer than this is stuck (librdkafka can hang in
 # send_offsets_to_transaction after its group coordinator went away, ignoring the timeout:
-# librdkafka issues 5456 and 5511). The worker then exits and is started afresh.
-STUCK_AFTER_S = 60.0
+# librdkafka issues 5456 and 5511). The worker then exits and is started afresh. A healthy
+# transaction takes milliseconds, and each call gives up after CALL_TIMEOUT_S, so 20 s is
+# far past any honest wait while keeping recovery within 30 s of Kafka's return.
+STUCK_AFTER_S = 20.0
 # Exit codes of the worker that ask the supervisor for a fresh start.
 EXIT_RESTART = 75
 
@@ -509,7 +693,14 @@ def _work() -> None:
 
     def watchdog() -> None:
         while True:
-            time.sleep(5)
+            time.sleep(0.5)
+            if loop.fatal is not None:
+                log.critical("fatal Kafka client error, restarting: %s", loop.fatal)
+                os._exit(EXIT_RESTART)
+            stalled = time.monotonic() - loop.turned_at
+            if stalled > STUCK_AFTER_S:
+                log.critical("the loop has not turned for %.0fs; restarting", stalled)
+                os._exit(EXIT_RESTART)
             began = loop.busy_since
             if began is not None and time.monotonic() - began > STUCK_AFTER_S:
                 log.critical("a transaction has been stuck for %.0fs; restarting", STUCK_AFTER_S)

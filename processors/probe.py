@@ -6,14 +6,15 @@ journal, projection, reply and live push all work, end to end, on the real serve
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime
 from typing import Any
 
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
 from processors.app import app, settings, topic
-from processors.deadletters import park
+from processors.deadletters import apply_or_park, park
 from producers.codec import DecodeError
 from producers.envelope import CommandEnvelope, EventRecord, Reply, utcnow
 from producers.topics import REPLIES, SYSTEM_COMMANDS, SYSTEM_EVENTS
@@ -79,19 +80,23 @@ async def project_probes(stream: StreamT[bytes]) -> None:
         except DecodeError as exc:
             await park(event, str(exc))
             continue
-        body: dict[str, Any] = record.event
-        async with pool.connection() as conn:
-            # Redelivery after a crash is harmless: the probe id is the key.
-            await conn.execute(
-                "INSERT INTO probe_log (probe_id, command_id, issued_at, answered_at,"
-                " journal_partition, journal_offset) VALUES (%s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (probe_id) DO NOTHING",
-                (
-                    body.get("probe_id", record.stream_id),
-                    record.command_id,
-                    datetime.fromisoformat(str(body.get("issued_at"))),
-                    record.recorded_at,
-                    event.message.partition,
-                    event.message.offset,
-                ),
-            )
+        await apply_or_park(event, functools.partial(_log_probe, record, event))
+
+
+async def _log_probe(record: EventRecord, event: EventT[bytes]) -> None:
+    body: dict[str, Any] = record.event
+    async with pool.connection() as conn:
+        # Redelivery after a crash is harmless: the probe id is the key.
+        await conn.execute(
+            "INSERT INTO probe_log (probe_id, command_id, issued_at, answered_at,"
+            " journal_partition, journal_offset) VALUES (%s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (probe_id) DO NOTHING",
+            (
+                body.get("probe_id", record.stream_id),
+                record.command_id,
+                datetime.fromisoformat(str(body.get("issued_at"))),
+                record.recorded_at,
+                event.message.partition,
+                event.message.offset,
+            ),
+        )

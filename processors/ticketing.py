@@ -7,7 +7,7 @@ from datetime import datetime
 from domain.ticketing import ExpireHolds, Show, TicketingError, decide, evolve
 from processors.deciders import DeciderSpec
 from producers.registries import TICKETING
-from producers.topics import SHOW_COMMANDS, SHOW_EVENTS
+from producers.topics import SHOW_COMMANDS, SHOW_EVENTS, SHOW_REJECTIONS
 
 
 def expiry_timer(show_id: str, show: Show | None, now: datetime) -> ExpireHolds | None:
@@ -25,6 +25,7 @@ TICKETING_DECIDER = DeciderSpec(
     name="ticketing",
     commands=SHOW_COMMANDS,
     events=SHOW_EVENTS,
+    rejections=SHOW_REJECTIONS,
     registry=TICKETING,
     decide=decide,
     evolve=evolve,

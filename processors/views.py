@@ -10,6 +10,13 @@ covers (an offset commit to Kafka could never be atomic with them). On every ass
 projector seeds its views from the snapshots and seeks each partition itself; see the
 projection module for why a kill -9 at any instant then loses and doubles nothing.
 
+Poison: an entry that does not decode, or names a show it cannot follow, is parked on the
+dead-letter topic at once. Any other failure of a batch (a value PostgreSQL refuses, a fold
+that raises) is retried a few times, then the batch is applied entry by entry and the one
+entry that still fails is parked and skipped (`processors.poison`): one bad event never
+stops the projector. After every failed batch the projector starts again from PostgreSQL, as
+on a fresh assignment, so memory never holds what a rolled-back transaction held.
+
 Why not Faust: its offset management cannot be aligned with PostgreSQL checkpoints.
 """
 
@@ -30,13 +37,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 
 from boxoffice.settings import Settings, get_settings
+from processors.poison import Chunk, Origin, PoisonGuard, is_transient
+from producers.deadletters import dead_letter_headers
 from producers.topics import DEAD_LETTERS, SHOW_EVENTS
 from snapshots.checkpoints import load_checkpoints
 from snapshots.database import conninfo, migrate
 from snapshots.projection import (
     PROJECTION,
     JournalEntry,
-    Poison,
     Projection,
     fold_batch,
     seek_offset,
@@ -68,7 +76,10 @@ class ViewsProjector:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topic = SHOW_EVENTS.name(settings)
-        self.projection = Projection(settings.snapshot_every_events, settings.snapshot_every_s)
+        self.projection = self._fresh_projection()
+        self.guard: PoisonGuard[JournalEntry] = PoisonGuard(
+            lambda entry: Origin(self.topic, entry.partition, entry.offset), self._park
+        )
         self.cursors: dict[int, _Cursor] = {}
         # Rebalance callbacks run in the consumer's own task; the lock keeps them from
         # interleaving with a batch being folded and written.
@@ -78,6 +89,9 @@ class ViewsProjector:
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.folded = 0
+
+    def _fresh_projection(self) -> Projection:
+        return Projection(self.settings.snapshot_every_events, self.settings.snapshot_every_s)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -195,10 +209,7 @@ class ViewsProjector:
         while not self.stopping.is_set():
             batches = await self.consumer.getmany(timeout_ms=100, max_records=MAX_BATCH)
             async with self.lock:
-                entries = self._fresh(batches)
-                if entries:
-                    await self._fold(entries)
-                await self._store()
+                await self.guard.run(self._fresh(batches), self._apply, self._rewind)
             now = time.monotonic()
             if now - reported_at >= REPORT_EVERY_S:
                 if self.folded > reported:
@@ -227,6 +238,17 @@ class ViewsProjector:
                 cursor.position = message.offset + 1
         return entries
 
+    async def _apply(self, chunk: Chunk[JournalEntry]) -> None:
+        """One chunk of the guard: folded and stored in one transaction, offsets included."""
+        for entry in chunk.skip:
+            # Parked already: only the checkpoint moves past it (unless it is catch-up).
+            cursor = self.cursors.get(entry.partition)
+            if cursor is not None and entry.offset >= cursor.checkpoint:
+                self.projection.checkpoint(entry.partition, entry.offset + 1)
+        if chunk.apply:
+            await self._fold(chunk.apply)
+        await self._store()
+
     async def _fold(self, entries: list[JournalEntry]) -> None:
         below = {p: cursor.checkpoint for p, cursor in self.cursors.items()}
         poison = await self._with_db(
@@ -234,27 +256,39 @@ class ViewsProjector:
             lambda conn: fold_batch(self.projection, conn, entries, below),
         )
         for bad in poison:
-            await self._retrying("dead-letter a poison entry", functools.partial(self._park, bad))
+            await self.guard.park_now(bad.entry, bad.reason)
         self.folded += len(entries)
 
-    async def _park(self, poison: Poison) -> None:
+    async def _park(self, entry: JournalEntry, reason: str, attempts: int) -> None:
         assert self.producer is not None
-        entry = poison.entry
         log.warning(
-            "dead-lettering %s[%d]@%d: %s", self.topic, entry.partition, entry.offset, poison.reason
+            "dead-lettering %s[%d]@%d: %s", self.topic, entry.partition, entry.offset, reason
         )
-        await self.producer.send_and_wait(
-            DEAD_LETTERS.name(self.settings),
-            key=entry.key,
-            value=entry.value,
-            headers=[
-                ("origin-topic", self.topic.encode()),
-                ("origin-partition", str(entry.partition).encode()),
-                ("origin-offset", str(entry.offset).encode()),
-                ("origin-consumer", PROJECTION.encode()),
-                ("reason", poison.reason.encode()[:1000]),
-            ],
+        headers = dead_letter_headers(
+            consumer=PROJECTION,
+            reason=reason,
+            attempts=attempts,
+            topic=self.topic,
+            partition=entry.partition,
+            offset=entry.offset,
         )
+        producer = self.producer
+        await self._retrying(
+            "dead-letter a poison entry",
+            lambda: producer.send_and_wait(
+                DEAD_LETTERS.name(self.settings), key=entry.key, value=entry.value, headers=headers
+            ),
+        )
+
+    async def _rewind(self) -> None:
+        """After a failed batch: start again from what PostgreSQL holds, as on assignment.
+
+        The fold may have changed memory before the write failed; nothing of it is trusted.
+        """
+        assert self.consumer is not None
+        self.projection = self._fresh_projection()
+        self.cursors.clear()
+        await self._take(sorted(tp.partition for tp in self.consumer.assignment()))
 
     async def _store(self, force_snapshots: bool = False) -> None:
         writes = self.projection.take_writes(force_snapshots)
@@ -268,45 +302,57 @@ class ViewsProjector:
     async def revoked(self, partitions: Collection[int]) -> None:
         # Whoever takes these next starts from the checkpoint: it must be current.
         async with self.lock:
-            await self._store()
+            try:
+                await self._store()
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                # Unwritable: forget it all; the next owner (us too) starts from PostgreSQL,
+                # and the guard meets whatever caused it again, entry by entry.
+                log.error("cannot store before a rebalance (%r); starting afresh", exc)
+                self.projection = self._fresh_projection()
+                self.cursors.clear()
         if partitions:
             log.info("partitions revoked: %s", sorted(partitions))
 
     async def assigned(self, partitions: Collection[int]) -> None:
-        assert self.consumer is not None
         async with self.lock:
-            gone = set(self.cursors) - set(partitions)
-            if gone:
-                self.projection.forget(gone)
-                for p in gone:
-                    del self.cursors[p]
-            checkpoints = await self._with_db(
-                "read checkpoints", lambda conn: load_checkpoints(conn, PROJECTION, self.topic)
+            await self._take(partitions)
+
+    async def _take(self, partitions: Collection[int]) -> None:
+        """Own exactly these partitions: seed what memory lacks and seek each one."""
+        assert self.consumer is not None
+        gone = set(self.cursors) - set(partitions)
+        if gone:
+            self.projection.forget(gone)
+            for p in gone:
+                del self.cursors[p]
+        checkpoints = await self._with_db(
+            "read checkpoints", lambda conn: load_checkpoints(conn, PROJECTION, self.topic)
+        )
+        for p in partitions:
+            tp = TopicPartition(self.topic, p)
+            kept = self.cursors.get(p)
+            if kept is not None:
+                # Still ours since the last write: memory is exactly where we were.
+                self.consumer.seek(tp, kept.position)
+                continue
+            restored = await self._with_db(
+                "read snapshots", functools.partial(shows_to_restore, partition=p)
             )
-            for p in partitions:
-                tp = TopicPartition(self.topic, p)
-                kept = self.cursors.get(p)
-                if kept is not None:
-                    # Still ours since the last write: memory is exactly where we were.
-                    self.consumer.seek(tp, kept.position)
-                    continue
-                restored = await self._with_db(
-                    "read snapshots", functools.partial(shows_to_restore, partition=p)
-                )
-                for listing, snapshot in restored:
-                    self.projection.adopt(listing, snapshot)
-                checkpoint = checkpoints.get(p, 0)
-                start = seek_offset(checkpoint, restored)
-                self.cursors[p] = _Cursor(checkpoint=checkpoint, position=start)
-                self.consumer.seek(tp, start)
-                log.info(
-                    "partition %d: checkpoint %d, %d show(s) restored from snapshots, "
-                    "reading from %d",
-                    p,
-                    checkpoint,
-                    len(restored),
-                    start,
-                )
+            for listing, snapshot in restored:
+                self.projection.adopt(listing, snapshot)
+            checkpoint = checkpoints.get(p, 0)
+            start = seek_offset(checkpoint, restored)
+            self.cursors[p] = _Cursor(checkpoint=checkpoint, position=start)
+            self.consumer.seek(tp, start)
+            log.info(
+                "partition %d: checkpoint %d, %d show(s) restored from snapshots, reading from %d",
+                p,
+                checkpoint,
+                len(restored),
+                start,
+            )
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -17,6 +17,9 @@ class Retention(Enum):
     FOREVER = "-1"
     # Replies only matter while a caller waits for one.
     ONE_HOUR = str(3600 * 1000)
+    # A rejection is a first answer for as long as a caller may retry with its
+    # Idempotency-Key: a week (the deciders also forget older ones, see REJECTIONS_KEPT_S).
+    SEVEN_DAYS = str(7 * 24 * 3600 * 1000)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,13 @@ SOCIAL_EVENTS = Topic("social.events")
 SYSTEM_COMMANDS = Topic("system.commands")
 SYSTEM_EVENTS = Topic("system.events")
 REPLIES = Topic("replies", Retention.ONE_HOUR)
+# The deciders' rejections (the ok=False reply as first sent), keyed by stream id and written
+# to the partition number of the command, in the transaction of the reply: a later copy of the
+# command id is answered with it, never decided again. One journal per decider.
+SHOW_REJECTIONS = Topic("ticketing.rejections", Retention.SEVEN_DAYS)
+CHAT_REJECTIONS = Topic("chat.rejections", Retention.SEVEN_DAYS)
+SOCIAL_REJECTIONS = Topic("social.rejections", Retention.SEVEN_DAYS)
+REJECTIONS_KEPT_S = 7 * 24 * 3600
 # Chat presence and typing between API instances: ephemeral by nature, never replayed.
 CHAT_SIGNALS = Topic("chat.signals", Retention.ONE_HOUR)
 # Poison messages: anything a processor could not decode or decide on is parked here.
@@ -55,6 +65,9 @@ ALL_TOPICS: tuple[Topic, ...] = (
     SYSTEM_COMMANDS,
     SYSTEM_EVENTS,
     REPLIES,
+    SHOW_REJECTIONS,
+    CHAT_REJECTIONS,
+    SOCIAL_REJECTIONS,
     CHAT_SIGNALS,
     DEAD_LETTERS,
 )

@@ -29,7 +29,8 @@ from domain.ticketing.errors import JournalError
 from domain.ticketing.events import (
     EVENT_TYPES,
     Event,
-    PaymentRefused,
+    MoneyEvent,
+    SeatlessEvent,
     SeatsHeld,
     ShowCreated,
 )
@@ -163,7 +164,7 @@ class Projection:
                 continue
             if event.show_id not in self._shows:
                 shows.add(event.show_id)
-            if not isinstance(event, SeatsHeld | PaymentRefused) and (
+            if not isinstance(event, SeatsHeld | MoneyEvent) and (
                 event.order_id not in self._orders
             ):
                 orders.add(event.order_id)
@@ -329,7 +330,7 @@ class Projection:
 
 def _free_among(view: SeatMapView, event: Event) -> int:
     """Free places among what the event touches (its seats, or its zone)."""
-    if isinstance(event, ShowCreated | PaymentRefused):
+    if isinstance(event, SeatlessEvent):
         return 0
     if event.zone is not None:
         counts = view.zones.get(event.zone)
@@ -350,7 +351,9 @@ async def fold_batch(
     """Fold journal entries (in partition order) into the projection; return the poison.
 
     Entries at offsets below `catch_up_below[partition]` are already in the rows: they only
-    bring seeded seat maps forward, and their poison was dead-lettered the first time.
+    bring seeded seat maps forward, and their poison was dead-lettered the first time. An
+    entry that does not decode or cannot follow its show is poison, returned; any other error
+    of the fold is raised.
     """
     below = catch_up_below or {}
     poison: list[Poison] = []
@@ -373,6 +376,11 @@ async def fold_batch(
         except JournalError as exc:
             if not catch_up:
                 poison.append(Poison(entry, f"unfoldable: {exc}"))
+        except Exception:
+            # Anything else is the caller's to isolate (the projector retries, then parks the
+            # entry alone). In catch-up it was isolated and parked when first met.
+            if not catch_up:
+                raise
     return poison
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from domain.ticketing.errors import JournalError
-from domain.ticketing.events import Event, PaymentRefused, ShowCreated
+from domain.ticketing.events import Event, SeatlessEvent
 from domain.ticketing.seating import seat_ids
 from domain.ticketing.show import SeatStatus
 from domain.ticketing.venue import Section
@@ -122,7 +122,7 @@ def fold_event(view: SeatMapView, event: Event) -> SeatMapDelta | None:
     """
     if event.version <= view.version:
         return None
-    if not isinstance(event, ShowCreated | PaymentRefused):
+    if not isinstance(event, SeatlessEvent):
         unknown = [seat for seat in event.seats if seat not in view.seats]
         if event.zone is not None and event.zone not in view.zones:
             unknown.append(event.zone)

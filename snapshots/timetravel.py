@@ -173,11 +173,19 @@ async def current_seatmap(
 
 
 async def seatmap_at(
-    settings: Settings, db: Db, show_id: str, version: int, timeout_s: float = 10.0
+    settings: Settings,
+    db: Db,
+    show_id: str,
+    version: int,
+    timeout_s: float = 10.0,
+    *,
+    journal: bool = True,
 ) -> SeatMapView | None:
     """The map exactly as it stood right after event `version` (time travel).
 
-    None for an unknown show; VersionNotFoundError past the show's current version.
+    None for an unknown show; VersionNotFoundError past the show's current version;
+    JournalUnavailableError when the journal must be read but does not answer, or at once
+    when `journal` is False (Kafka is known to be down) and no snapshot has that version.
     """
     async with connection(db) as conn:
         listing = await show(conn, show_id)
@@ -188,6 +196,8 @@ async def seatmap_at(
         raise VersionNotFoundError(show_id, version, listing.version)
     if snapshot is not None and snapshot.version == version:
         return snapshot.seatmap()
+    if not journal:
+        raise JournalUnavailableError(f"version {version} of show {show_id} needs the journal")
     if snapshot is None:
         view, partition, start = SeatMapView(), listing.journal_partition, listing.journal_offset
     else:

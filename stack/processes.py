@@ -137,6 +137,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def started_at(pid: int) -> float | None:
+    """When the process started, as Unix time; None when it is gone."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -150,16 +164,21 @@ def wait_until(
     what: str,
     interval_s: float = 0.25,
     daemon: Daemon | None = None,
+    *,
+    watch: Callable[[], None] | None = None,
 ) -> None:
     """Poll check() until it returns True; raise TimeoutError naming what we waited for.
 
-    With a daemon, give up as soon as it has died, quoting the end of its log.
+    With a daemon, give up as soon as it has died, quoting the end of its log. watch() is
+    called before every attempt and gives up by raising (a supervised child that died, say).
     """
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         if daemon is not None and not daemon.running():
             raise RuntimeError(f"{what}: the process exited.\n{daemon.log_tail()}")
+        if watch is not None:
+            watch()
         try:
             if check():
                 return

@@ -14,7 +14,7 @@ from snapshots.database import migrate
 from stack.services import Stack
 from tests import providers
 
-APP_COMPONENTS = ("deciders", "views", "chatviews", "processors", "api")
+APP_COMPONENTS = ("deciders", "views", "chatviews", "reconciler", "processors", "api")
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,9 @@ class ChatError(Exception):
 
     @property
     def message(self) -> str:
-        return self.code.replace("_", " ")
+        """What a person is told: a sentence, never the error's repr."""
+        text = self.code.replace("_", " ")
+        return text[:1].upper() + text[1:] + "."
 
     def __str__(self) -> str:
         return self.message
@@ -35,7 +37,7 @@ class ConversationNotFoundError(ChatError):
 
     @property
     def message(self) -> str:
-        return f"no conversation {self.conversation_id!r}"
+        return f"There is no conversation {self.conversation_id}."
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +47,7 @@ class ConversationExistsError(ChatError):
 
     @property
     def message(self) -> str:
-        return f"conversation {self.conversation_id!r} already exists"
+        return f"Conversation {self.conversation_id} exists already."
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +60,7 @@ class InvalidConversationIdError(ChatError):
 
     @property
     def message(self) -> str:
-        return f"a direct conversation of this pair is {self.expected!r}"
+        return f"The direct conversation of this pair is {self.expected}."
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +70,7 @@ class InvalidKindError(ChatError):
 
     @property
     def message(self) -> str:
-        return f"kind must be 'direct' or 'group', not {self.kind!r}"
+        return f"A conversation's kind is direct or group, not {self.kind}."
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +80,7 @@ class InvalidMembersError(ChatError):
 
     @property
     def message(self) -> str:
-        return self.reason
+        return self.reason[:1].upper() + self.reason[1:].rstrip(".") + "."
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +90,7 @@ class TooManyMembersError(ChatError):
 
     @property
     def message(self) -> str:
-        return f"a group has at most {self.limit} members"
+        return f"A group has at most {self.limit} members."
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +100,7 @@ class TitleTooLongError(ChatError):
 
     @property
     def message(self) -> str:
-        return f"a title has at most {self.limit} characters"
+        return f"A title has at most {self.limit} characters."
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,7 @@ class NotAMemberError(ChatError):
 
     @property
     def message(self) -> str:
-        return f"{self.user!r} is not a member of this conversation"
+        return f"{self.user} is not a member of this conversation."
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +122,7 @@ class AlreadyMemberError(ChatError):
 
     @property
     def message(self) -> str:
-        return f"{self.user!r} is already a member of this conversation"
+        return f"{self.user} is already a member of this conversation."
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +132,7 @@ class NotAGroupError(ChatError):
 
     @property
     def message(self) -> str:
-        return "members can be added or removed only in a group conversation"
+        return "Members can be added or removed only in a group conversation."
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +142,7 @@ class BlockedError(ChatError):
 
     @property
     def message(self) -> str:
-        return "you cannot message this user"
+        return "You cannot message this user."
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +151,7 @@ class EmptyTextError(ChatError):
 
     @property
     def message(self) -> str:
-        return "a message needs at least one character"
+        return "A message needs at least one character."
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +162,7 @@ class TextTooLongError(ChatError):
 
     @property
     def message(self) -> str:
-        return f"a message has at most {self.limit} characters, this one has {self.length}"
+        return f"A message has at most {self.limit} characters; this one has {self.length}."
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +172,7 @@ class InvalidClientMsgIdError(ChatError):
 
     @property
     def message(self) -> str:
-        return f"client_msg_id must have 1 to {self.limit} characters"
+        return f"A client_msg_id has 1 to {self.limit} characters."
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +183,7 @@ class InvalidSeqError(ChatError):
 
     @property
     def message(self) -> str:
-        return f"seq must be between 0 and {self.last_seq}, not {self.seq}"
+        return f"The seq must be between 0 and {self.last_seq}, not {self.seq}."
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +192,7 @@ class InvalidUserError(ChatError):
 
     @property
     def message(self) -> str:
-        return "a user name cannot be empty"
+        return "A user name cannot be empty."
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +201,7 @@ class CannotBuddySelfError(ChatError):
 
     @property
     def message(self) -> str:
-        return "you cannot add yourself as a buddy"
+        return "You cannot add yourself as a buddy."
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +210,7 @@ class CannotBlockSelfError(ChatError):
 
     @property
     def message(self) -> str:
-        return "you cannot block yourself"
+        return "You cannot block yourself."
 
 
 ERROR_TYPES: tuple[type[ChatError], ...] = (

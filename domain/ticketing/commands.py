@@ -97,6 +97,47 @@ class ExpireHolds:
 
 
 @dataclass(frozen=True, slots=True)
+class BeginPayment:
+    """Journal the intent to charge the payer for a held order, before any money moves.
+
+    The decider answers with PaymentStarted naming the provider's idempotency key
+    (`charge_key`) and the amount to charge; while that intent is open, asking again names
+    the same key, so no retry can charge twice.
+    """
+
+    command_id: str
+    show_id: str
+    user: str
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AbandonPayment:
+    """An open intent ends without a charge (a declined card, or a voided key).
+
+    Sent only once the provider has refused `charge_key` for good (voided it), so no charge
+    can ever appear under it; the next BeginPayment of the order gets a fresh key.
+    """
+
+    command_id: str
+    show_id: str
+    order_id: str
+    charge_key: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRefund:
+    """The provider has refunded `charge_id`, which the journal owed back (PaymentRefused or
+    OrderRefunded): the end of that charge's saga."""
+
+    command_id: str
+    show_id: str
+    order_id: str
+    charge_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class ConfirmPayment:
     """The payment provider took `amount_cents` under `charge_id`; turn the hold into a sale.
 
@@ -119,13 +160,26 @@ class RefundOrder:
     order_id: str
 
 
-Command = CreateShow | PlaceHold | CancelHold | ExpireHolds | ConfirmPayment | RefundOrder
+Command = (
+    CreateShow
+    | PlaceHold
+    | CancelHold
+    | ExpireHolds
+    | BeginPayment
+    | AbandonPayment
+    | ConfirmPayment
+    | RecordRefund
+    | RefundOrder
+)
 
 COMMAND_TYPES: tuple[type[Command], ...] = (
     CreateShow,
     PlaceHold,
     CancelHold,
     ExpireHolds,
+    BeginPayment,
+    AbandonPayment,
     ConfirmPayment,
+    RecordRefund,
     RefundOrder,
 )

@@ -7,7 +7,8 @@ Deduplication: a command whose `command_id` already produced events gets those v
 back, with their original versions, and nothing is decided again. The adapter tells a
 redelivery from a fresh decision because the versions are <= `state.version` (or by asking
 `state.outcome_of(command_id)` first) and then answers without journaling anything. A
-command that was rejected left no trace, so a retry is decided afresh.
+rejected command leaves no trace in the state: the decider loop journals the rejection and
+answers every later copy with it, before calling `decide` (see processors/deciders.py).
 
 Late payments: see `domain.ticketing.payments`; `refusal_error(events)` tells the adapter
 which error to answer after journaling the events of a refused payment.
@@ -20,12 +21,15 @@ from datetime import UTC, datetime
 from typing import assert_never
 
 from domain.ticketing.commands import (
+    AbandonPayment,
+    BeginPayment,
     CancelHold,
     Command,
     ConfirmPayment,
     CreateShow,
     ExpireHolds,
     PlaceHold,
+    RecordRefund,
     RefundOrder,
 )
 from domain.ticketing.errors import (
@@ -35,17 +39,26 @@ from domain.ticketing.errors import (
     ShowNotFoundError,
 )
 from domain.ticketing.events import (
+    ChargeRefunded,
     Event,
     HoldCancelled,
     HoldExpired,
     OrderPaid,
     OrderRefunded,
+    PaymentAbandoned,
     PaymentRefused,
+    PaymentStarted,
     SeatsHeld,
     ShowCreated,
 )
 from domain.ticketing.holds import cancel_hold, expire_holds, place_hold
-from domain.ticketing.payments import confirm_payment, refund_order
+from domain.ticketing.payments import (
+    abandon_payment,
+    begin_payment,
+    confirm_payment,
+    record_refund,
+    refund_order,
+)
 from domain.ticketing.show import Order, Show
 from domain.ticketing.venue import MAX_HOLD_SECONDS, MAX_SHOW_NAME, layout_problem
 
@@ -69,8 +82,14 @@ def decide(state: Show | None, command: Command, now: datetime) -> list[Event]:
             return cancel_hold(state, command, now)
         case ExpireHolds():
             return expire_holds(state, command, now)
+        case BeginPayment():
+            return begin_payment(state, command, now)
+        case AbandonPayment():
+            return abandon_payment(state, command, now)
         case ConfirmPayment():
             return confirm_payment(state, command, now)
+        case RecordRefund():
+            return record_refund(state, command, now)
         case RefundOrder():
             return refund_order(state, command, now)
         case _:
@@ -159,13 +178,25 @@ def evolve(state: Show | None, event: Event) -> Show:
         case OrderPaid():
             order = _held(state, event.order_id)
             state.end_hold(order, "paid", event.version, event.charge_id, event.tickets)
+            state.close_payment(event.order_id)
         case PaymentRefused():
-            pass
+            _order(state, event.order_id)
+            state.close_payment(event.order_id)
+            state.owe_refund(event.charge_id, event.order_id, event.amount_cents)
         case OrderRefunded():
             order = _order(state, event.order_id)
             if order.status != "paid":
                 raise JournalError(f"order {order.order_id} refunded while {order.status}")
             state.refund(order, event.version)
+            state.owe_refund(event.charge_id, event.order_id, event.amount_cents)
+        case PaymentStarted():
+            state.open_payment(_order(state, event.order_id), event.charge_key)
+        case PaymentAbandoned():
+            _order(state, event.order_id)
+            state.close_payment(event.order_id, event.charge_key)
+        case ChargeRefunded():
+            _order(state, event.order_id)
+            state.settle_refund(event.charge_id)
         case _:
             assert_never(event)
     state.record(event)

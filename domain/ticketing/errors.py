@@ -26,13 +26,28 @@ class TicketingError(Exception):
             for value in (getattr(self, f.name),)
         }
 
+    @property
+    def message(self) -> str:
+        """What a person is told: a sentence, never the error's repr."""
+        return _sentence(self.code.replace("_", " "))
+
     def __str__(self) -> str:
-        shown = ", ".join(f"{key}={value!r}" for key, value in self.details().items())
-        return f"{self.code}({shown})" if shown else self.code
+        return self.message
 
     def __reduce__(self) -> tuple[Callable[..., Any], tuple[object, ...]]:
         # Exception pickling replays `args`, which dataclass construction leaves empty.
         return (type(self), tuple(getattr(self, f.name) for f in fields(self)))  # type: ignore[arg-type]
+
+
+def _sentence(text: str) -> str:
+    """`text` as a sentence: capital first letter, one full stop at the end."""
+    text = text.strip().rstrip(".")
+    return (text[:1].upper() + text[1:] + ".") if text else "The command was refused."
+
+
+def _listing(items: tuple[str, ...], most: int = 10) -> str:
+    shown = ", ".join(items[:most])
+    return shown if len(items) <= most else f"{shown} and {len(items) - most} more"
 
 
 @dataclass_transform(frozen_default=True)
@@ -63,6 +78,10 @@ class SeatsUnavailableError(TicketingError):
     def details(self) -> dict[str, object]:
         return {"unavailable": list(self.seats)}
 
+    @property
+    def message(self) -> str:
+        return _sentence(f"These seats are not available: {_listing(self.seats)}")
+
 
 @_error
 class ZoneSoldOutError(TicketingError):
@@ -71,6 +90,12 @@ class ZoneSoldOutError(TicketingError):
     requested: int
     available: int
 
+    @property
+    def message(self) -> str:
+        return _sentence(
+            f"Zone {self.zone} has {self.available} places left, not the {self.requested} asked"
+        )
+
 
 @_error
 class NotEnoughSeatsError(TicketingError):
@@ -78,11 +103,21 @@ class NotEnoughSeatsError(TicketingError):
     requested: int
     available: int
 
+    @property
+    def message(self) -> str:
+        return _sentence(
+            f"Only {self.available} seats can be held together, not the {self.requested} asked"
+        )
+
 
 @_error
 class UnknownSeatError(TicketingError):
     code: ClassVar[str] = "unknown_seat"
     seats: tuple[str, ...]
+
+    @property
+    def message(self) -> str:
+        return _sentence(f"This show has no seat {_listing(self.seats)}")
 
 
 @_error
@@ -90,11 +125,19 @@ class ShowNotFoundError(TicketingError):
     code: ClassVar[str] = "show_not_found"
     show_id: str
 
+    @property
+    def message(self) -> str:
+        return _sentence(f"There is no show {self.show_id}")
+
 
 @_error
 class ShowExistsError(TicketingError):
     code: ClassVar[str] = "show_exists"
     show_id: str
+
+    @property
+    def message(self) -> str:
+        return _sentence(f"Show {self.show_id} exists already")
 
 
 @_error
@@ -102,11 +145,19 @@ class InvalidShowError(TicketingError):
     code: ClassVar[str] = "invalid_show"
     reason: str
 
+    @property
+    def message(self) -> str:
+        return _sentence(f"The show is not valid: {self.reason}")
+
 
 @_error
 class OrderNotFoundError(TicketingError):
     code: ClassVar[str] = "order_not_found"
     order_id: str
+
+    @property
+    def message(self) -> str:
+        return _sentence("There is no such order")
 
 
 @_error
@@ -116,12 +167,20 @@ class OrderExistsError(TicketingError):
     code: ClassVar[str] = "order_exists"
     order_id: str
 
+    @property
+    def message(self) -> str:
+        return _sentence("That order id is taken; place the hold again")
+
 
 @_error
 class OrderNotHeldError(TicketingError):
     code: ClassVar[str] = "order_not_held"
     order_id: str
     status: str
+
+    @property
+    def message(self) -> str:
+        return _sentence(f"The order is {self.status}, not held")
 
 
 @_error
@@ -130,17 +189,29 @@ class OrderNotPaidError(TicketingError):
     order_id: str
     status: str
 
+    @property
+    def message(self) -> str:
+        return _sentence(f"The order is {self.status}, not paid")
+
 
 @_error
 class HoldExpiredError(TicketingError):
     code: ClassVar[str] = "hold_expired"
     order_id: str
 
+    @property
+    def message(self) -> str:
+        return _sentence("The hold ran out")
+
 
 @_error
 class NotOrderOwnerError(TicketingError):
     code: ClassVar[str] = "not_order_owner"
     order_id: str
+
+    @property
+    def message(self) -> str:
+        return _sentence("That order is someone else's")
 
 
 @_error
@@ -151,6 +222,10 @@ class PaymentAmountMismatchError(TicketingError):
     order_id: str
     amount_cents: int
 
+    @property
+    def message(self) -> str:
+        return _sentence(f"A charge of {self.amount_cents} cents does not match the order's total")
+
 
 @_error
 class TooManySeatsError(TicketingError):
@@ -158,17 +233,29 @@ class TooManySeatsError(TicketingError):
     requested: int
     limit: int
 
+    @property
+    def message(self) -> str:
+        return _sentence(f"A hold takes at most {self.limit} seats, not {self.requested}")
+
 
 @_error
 class DuplicateSeatError(TicketingError):
     code: ClassVar[str] = "duplicate_seat"
     seats: tuple[str, ...]
 
+    @property
+    def message(self) -> str:
+        return _sentence(f"A seat is asked for twice: {_listing(self.seats)}")
+
 
 @_error
 class InvalidQuantityError(TicketingError):
     code: ClassVar[str] = "invalid_quantity"
     quantity: int
+
+    @property
+    def message(self) -> str:
+        return _sentence(f"{self.quantity} is not a number of places that can be held")
 
 
 @_error
@@ -178,17 +265,29 @@ class InvalidHoldError(TicketingError):
     code: ClassVar[str] = "invalid_hold"
     reason: str
 
+    @property
+    def message(self) -> str:
+        return _sentence(f"The hold is not valid: {self.reason}")
+
 
 @_error
 class UnknownZoneError(TicketingError):
     code: ClassVar[str] = "unknown_zone"
     zone: str
 
+    @property
+    def message(self) -> str:
+        return _sentence(f"This show has no zone {self.zone}")
+
 
 @_error
 class UnknownSectionError(TicketingError):
     code: ClassVar[str] = "unknown_section"
     section: str
+
+    @property
+    def message(self) -> str:
+        return _sentence(f"This show has no section {self.section}")
 
 
 ERROR_TYPES: tuple[type[TicketingError], ...] = (

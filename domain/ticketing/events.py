@@ -95,6 +95,38 @@ class OrderPaid:
 
 
 @dataclass(frozen=True, slots=True)
+class PaymentStarted:
+    """The intent to charge `amount_cents` under the provider idempotency key `charge_key`.
+
+    Journaled before any money moves. It stays open until the order is paid (OrderPaid), the
+    charge is refused (PaymentRefused) or the intent is abandoned (PaymentAbandoned); the
+    reconciler drives every open intent to one of those ends. Seats and order are unchanged.
+    """
+
+    show_id: str
+    version: int
+    command_id: str
+    order_id: str
+    user: str
+    charge_key: str
+    amount_cents: int
+    started_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentAbandoned:
+    """An intent that ended without a charge: the provider voided `charge_key`."""
+
+    show_id: str
+    version: int
+    command_id: str
+    order_id: str
+    user: str
+    charge_key: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentRefused:
     """A charge that bought nothing and must be refunded: the durable refund instruction.
 
@@ -129,6 +161,20 @@ class OrderRefunded:
     amount_cents: int
 
 
+@dataclass(frozen=True, slots=True)
+class ChargeRefunded:
+    """The provider refunded `charge_id`, owed back since a PaymentRefused or OrderRefunded:
+    that charge's saga has ended."""
+
+    show_id: str
+    version: int
+    command_id: str
+    order_id: str
+    user: str
+    charge_id: str
+    amount_cents: int
+
+
 Event = (
     ShowCreated
     | SeatsHeld
@@ -137,7 +183,16 @@ Event = (
     | OrderPaid
     | PaymentRefused
     | OrderRefunded
+    | PaymentStarted
+    | PaymentAbandoned
+    | ChargeRefunded
 )
+
+# Events about money alone: they change no seat, no zone count and no order as the views show
+# it, so the seat map and order folds only count them into the stream version.
+MoneyEvent = PaymentStarted | PaymentAbandoned | PaymentRefused | ChargeRefunded
+# Events that name no seats or zone (everything else carries `seats`, `zone`, `quantity`).
+SeatlessEvent = ShowCreated | MoneyEvent
 
 # The frozen dataclasses that appear inside commands and events, for a codec to register.
 PART_TYPES: tuple[type[Section | Zone | Ticket], ...] = (Section, Zone, Ticket)
@@ -150,4 +205,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     OrderPaid,
     PaymentRefused,
     OrderRefunded,
+    PaymentStarted,
+    PaymentAbandoned,
+    ChargeRefunded,
 )

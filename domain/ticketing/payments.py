@@ -9,6 +9,13 @@ adapter journals the events as usual, refunds the charge, and answers with
 for a cancelled, refunded or already-paid order. Only when there is no such order of the
 payer (`order_not_found`, `not_order_owner`) does decide raise, and then the adapter must
 refund the charge itself.
+
+The saga around it: BeginPayment journals the intent (PaymentStarted, with the provider's
+idempotency key) before any charge; the charge's outcome is journaled by ConfirmPayment
+(OrderPaid or PaymentRefused) or, when the provider voided the key with no charge under it,
+by AbandonPayment (PaymentAbandoned); a charge owed back (PaymentRefused, OrderRefunded)
+ends with RecordRefund (ChargeRefunded) once the provider refunded it. The reconciler drives
+every open intent and every owed refund to its end.
 """
 
 from __future__ import annotations
@@ -16,18 +23,112 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from domain.ticketing.commands import ConfirmPayment, RefundOrder
+from domain.ticketing.commands import (
+    AbandonPayment,
+    BeginPayment,
+    ConfirmPayment,
+    RecordRefund,
+    RefundOrder,
+)
 from domain.ticketing.errors import (
     HoldExpiredError,
+    OrderNotFoundError,
     OrderNotHeldError,
     OrderNotPaidError,
     PaymentAmountMismatchError,
     TicketingError,
 )
-from domain.ticketing.events import Event, OrderPaid, OrderRefunded, PaymentRefused
+from domain.ticketing.events import (
+    ChargeRefunded,
+    Event,
+    OrderPaid,
+    OrderRefunded,
+    PaymentAbandoned,
+    PaymentRefused,
+    PaymentStarted,
+)
 from domain.ticketing.holds import expiry, owned_order
 from domain.ticketing.show import Show
 from domain.ticketing.tickets import issue_tickets
+
+# The command ids of the saga's later steps derive from what they settle, so the API's copy
+# and the reconciler's copy of a step are one command to the decider (the second gets the
+# first one's answer) and a step is never decided twice.
+
+
+def confirm_command_id(charge_id: str) -> str:
+    return f"pay-confirm:{charge_id}"
+
+
+def abandon_command_id(charge_key: str) -> str:
+    return f"pay-abandon:{charge_key}"
+
+
+def refund_command_id(charge_id: str) -> str:
+    return f"pay-refunded:{charge_id}"
+
+
+def begin_payment(show: Show, command: BeginPayment, now: datetime) -> list[Event]:
+    """The intent to charge, journaled before any money moves; refused as ConfirmPayment
+    would be, so a payer told 409 was never charged."""
+    order = owned_order(show, command.order_id, command.user)
+    if order.status == "expired" or order.lapsed(now):
+        raise HoldExpiredError(order_id=order.order_id)
+    if order.status != "held":
+        raise OrderNotHeldError(order_id=order.order_id, status=order.status)
+    return [
+        PaymentStarted(
+            show_id=show.show_id,
+            version=show.version + 1,
+            command_id=command.command_id,
+            order_id=order.order_id,
+            user=order.user,
+            charge_key=order.next_payment_key(),
+            amount_cents=order.total_cents,
+            started_at=now,
+        )
+    ]
+
+
+def abandon_payment(show: Show, command: AbandonPayment, now: datetime) -> list[Event]:
+    """End an open intent whose key the provider voided; nothing if it has ended already."""
+    order = show.order(command.order_id)
+    if order is None:
+        raise OrderNotFoundError(order_id=command.order_id)
+    if order.payment_key != command.charge_key:
+        return []
+    return [
+        PaymentAbandoned(
+            show_id=show.show_id,
+            version=show.version + 1,
+            command_id=command.command_id,
+            order_id=order.order_id,
+            user=order.user,
+            charge_key=command.charge_key,
+            reason=command.reason,
+        )
+    ]
+
+
+def record_refund(show: Show, command: RecordRefund, now: datetime) -> list[Event]:
+    """Journal the end of a refund the journal owed; nothing for one already recorded."""
+    owed = show.refund_owed(command.charge_id)
+    if owed is None:
+        return []
+    order_id, amount_cents = owed
+    order = show.order(order_id)
+    assert order is not None  # owed refunds name orders of this show
+    return [
+        ChargeRefunded(
+            show_id=show.show_id,
+            version=show.version + 1,
+            command_id=command.command_id,
+            order_id=order_id,
+            user=order.user,
+            charge_id=command.charge_id,
+            amount_cents=amount_cents,
+        )
+    ]
 
 
 def confirm_payment(show: Show, command: ConfirmPayment, now: datetime) -> list[Event]:

@@ -41,6 +41,15 @@ class Order:
     tickets: tuple[Ticket, ...] = ()
     # Where `seats` sit in the SeatGrid, so releasing them needs no parsing.
     offsets: tuple[int, ...] = ()
+    # The provider idempotency key of the open payment intent (PaymentStarted not yet ended
+    # by OrderPaid, PaymentRefused or PaymentAbandoned), and how many intents have ended:
+    # the next intent's key is derived from that count, so keys never repeat.
+    payment_key: str | None = None
+    payment_attempts: int = 0
+
+    def next_payment_key(self) -> str:
+        """The key of the open intent, or of the next one: one key per intent, never reused."""
+        return self.payment_key or f"{self.order_id}:{self.payment_attempts + 1}"
 
     def lapsed(self, now: datetime) -> bool:
         """Held, but its time is up: free for everyone else from `expires_at` on."""
@@ -79,6 +88,7 @@ class Show:
         "_journal",
         "_orders",
         "_outcomes",
+        "_owed",
         "created_at",
         "grid",
         "hold_seconds",
@@ -113,6 +123,9 @@ class Show:
         # the answer to a redelivered command is a slice of the journal.
         self._journal: list[Event] = []
         self._outcomes: dict[str, tuple[int, int]] = {}
+        # Charges the journal owes back (PaymentRefused, OrderRefunded) whose ChargeRefunded
+        # is not journaled yet: charge_id -> (order_id, amount_cents).
+        self._owed: dict[str, tuple[str, int]] = {}
 
     @property
     def hold_for(self) -> timedelta:
@@ -129,6 +142,7 @@ class Show:
         twin._expiry = list(self._expiry)
         twin._journal = list(self._journal)
         twin._outcomes = dict(self._outcomes)
+        twin._owed = dict(self._owed)
         return twin
 
     def __eq__(self, other: object) -> bool:
@@ -164,6 +178,13 @@ class Show:
 
     def orders(self) -> Iterator[Order]:
         return iter(self._orders.values())
+
+    def refund_owed(self, charge_id: str) -> tuple[str, int] | None:
+        """(order_id, amount_cents) of a charge owed back and not yet refunded, else None."""
+        return self._owed.get(charge_id)
+
+    def refunds_owed(self) -> dict[str, tuple[str, int]]:
+        return dict(self._owed)
 
     def lapsed_holds(self, now: datetime) -> list[Order]:
         """Held orders whose time is up, soonest-expired first."""
@@ -229,6 +250,24 @@ class Show:
         else:
             self.grid.release(order.offsets)
         self._orders[order.order_id] = replace(order, status="refunded", version=version)
+
+    def open_payment(self, order: Order, charge_key: str) -> None:
+        self._orders[order.order_id] = replace(order, payment_key=charge_key)
+
+    def close_payment(self, order_id: str, charge_key: str | None = None) -> None:
+        """End the order's open intent (only if it is `charge_key`, when given)."""
+        order = self._orders[order_id]
+        if order.payment_key is None or charge_key not in (None, order.payment_key):
+            return
+        self._orders[order_id] = replace(
+            order, payment_key=None, payment_attempts=order.payment_attempts + 1
+        )
+
+    def owe_refund(self, charge_id: str, order_id: str, amount_cents: int) -> None:
+        self._owed[charge_id] = (order_id, amount_cents)
+
+    def settle_refund(self, charge_id: str) -> None:
+        self._owed.pop(charge_id, None)
 
     def record(self, event: Event) -> None:
         """Count the event into the version and remember it as its command's outcome."""

@@ -13,12 +13,16 @@ from datetime import datetime
 
 from domain.ticketing.errors import JournalError
 from domain.ticketing.events import (
+    ChargeRefunded,
     Event,
     HoldCancelled,
     HoldExpired,
     OrderPaid,
     OrderRefunded,
+    PaymentAbandoned,
     PaymentRefused,
+    PaymentStarted,
+    SeatlessEvent,
     SeatsHeld,
     ShowCreated,
     Ticket,
@@ -162,7 +166,8 @@ class SeatMapView:
                 seats, zones = self._change(
                     event.seats, "available", event.zone, 0, -event.quantity
                 )
-            case PaymentRefused():
+            case PaymentStarted() | PaymentAbandoned() | PaymentRefused() | ChargeRefunded():
+                # Money only: the stream version moves, no seat or zone does.
                 pass
         self.seats.update(seats)
         self.zones.update(zones)
@@ -237,7 +242,8 @@ def apply_to_orders(orders: dict[str, OrderView], event: Event) -> OrderView | N
             held_at=event.held_at,
             version=event.version,
         )
-    elif isinstance(event, ShowCreated | PaymentRefused):
+    elif isinstance(event, SeatlessEvent):
+        # No order changes as its owner sees it (a payment's bookkeeping is not shown).
         return None
     else:
         known = orders.get(event.order_id)

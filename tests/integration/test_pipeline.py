@@ -15,6 +15,7 @@ import pytest
 import websockets
 from confluent_kafka import Producer
 
+from api.auth import service_token
 from boxoffice.settings import Settings
 from producers.envelope import CommandEnvelope, EventRecord
 from producers.journal import JournalProducer
@@ -46,10 +47,13 @@ async def test_a_command_is_journaled_with_acks_all_and_keyed_by_stream(
 
 async def test_a_probe_walks_the_whole_pipe(settings: Settings, stack: Stack) -> None:
     url = settings.api_url
-    ws_url = url.replace("http://", "ws://") + "/ops/live/system"
+    token = service_token(settings)
+    ws_url = url.replace("http://", "ws://") + f"/ops/live/system?token={token}"
     async with websockets.connect(ws_url) as ws, httpx.AsyncClient(base_url=url) as http:
         assert orjson.loads(await ws.recv()) == {"type": "subscribed"}
-        response = await http.post("/ops/probes", timeout=20)
+        response = await http.post(
+            "/ops/probes", headers={"Authorization": f"Bearer {token}"}, timeout=20
+        )
         assert response.status_code == 201, response.text
         body = response.json()
         probe_id = body["probe_id"]
@@ -90,7 +94,7 @@ async def test_readiness_and_metrics_answer(settings: Settings, stack: Stack) ->
         assert (await http.get("/healthz")).json() == {"status": "ok"}
         ready = await http.get("/readyz")
         assert ready.status_code == 200
-        assert ready.json()["checks"] == {"kafka": "ok", "postgres": "ok"}
+        assert ready.json()["checks"] == {"kafka": "ok", "postgres": "ok", "deciders": "ok"}
         metrics = await http.get("/metrics")
         assert metrics.status_code == 200
         assert "boxoffice_http_requests_total" in metrics.text
@@ -105,7 +109,11 @@ async def test_a_poison_command_is_dead_lettered_and_the_processor_goes_on(
     producer.flush(10)
 
     async with httpx.AsyncClient(base_url=settings.api_url) as http:
-        response = await http.post("/ops/probes", timeout=20)
+        response = await http.post(
+            "/ops/probes",
+            headers={"Authorization": f"Bearer {service_token(settings)}"},
+            timeout=20,
+        )
         assert response.status_code == 201
 
     deadline = time.monotonic() + 20

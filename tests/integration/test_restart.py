@@ -9,6 +9,7 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 
+from api.auth import service_token
 from boxoffice.settings import Settings
 from producers.topics import SHOW_COMMANDS
 from stack.services import Stack, settings_env
@@ -57,5 +58,9 @@ def test_kafka_stopped_and_started_again_with_boxoffice_up_keeps_every_entry(
     assert [v for k, v in journal if k == stream] == written
 
     # The processors and API came through the outage: a probe still walks the pipe.
-    response = httpx.post(f"{settings.api_url}/ops/probes", timeout=30)
+    response = httpx.post(
+        f"{settings.api_url}/ops/probes",
+        headers={"Authorization": f"Bearer {service_token(settings)}"},
+        timeout=30,
+    )
     assert response.status_code == 201

@@ -74,4 +74,4 @@ def test_an_error_pickles_and_copies_by_value() -> None:
 def test_an_error_reads_as_its_message() -> None:
     error = NotAMemberError(conversation_id="g1", user="eve")
 
-    assert str(error) == error.message == "'eve' is not a member of this conversation"
+    assert str(error) == error.message == "eve is not a member of this conversation."

@@ -93,11 +93,12 @@ def test_times_have_one_spelling_whatever_their_zone() -> None:
 
 
 def test_an_error_frame_carries_the_client_msg_id_only_when_there_is_one() -> None:
-    assert error_frame("blocked", "no") == '{"type":"error","code":"blocked","message":"no"}'
+    # Messages are told as sentences, whoever wrote them.
+    assert error_frame("blocked", "no") == '{"type":"error","code":"blocked","message":"No."}'
     assert orjson.loads(error_frame("blocked", "no", "m1", conversation_id="c")) == {
         "type": "error",
         "code": "blocked",
-        "message": "no",
+        "message": "No.",
         "client_msg_id": "m1",
         "conversation_id": "c",
     }

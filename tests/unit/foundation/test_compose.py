@@ -11,6 +11,7 @@ import yaml
 from boxoffice.settings import PROJECT_ROOT, Settings
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
+APP_SERVICES = ("setup", "deciders", "views", "chatviews", "reconciler", "processors", "api")
 
 
 def compose() -> dict[str, Any]:
@@ -57,7 +58,7 @@ def test_published_ports_are_the_ones_the_settings_default_to(
 def test_app_variables_are_real_settings_and_agree_with_the_database() -> None:
     services = compose()["services"]
     fields = set(Settings.model_fields)
-    for name in ("setup", "deciders", "views", "chatviews", "processors", "api"):
+    for name in APP_SERVICES:
         env = services[name]["environment"]
         for key in env:
             assert key.startswith("BOXOFFICE_"), key
@@ -71,3 +72,20 @@ def test_app_variables_are_real_settings_and_agree_with_the_database() -> None:
     assert pg["POSTGRES_DB"] == app_env["BOXOFFICE_PG_DATABASE"]
     internal = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
     assert f"INTERNAL://{app_env['BOXOFFICE_KAFKA_BOOTSTRAP']}" in internal
+
+
+def test_every_app_service_requires_the_token_secret() -> None:
+    # `${VAR:?message}`: compose refuses to start without it, so no container signs tokens
+    # with a key anyone could know.
+    services = compose()["services"]
+    for name in APP_SERVICES:
+        secret = str(services[name]["environment"]["BOXOFFICE_TOKEN_SECRET"])
+        assert secret.startswith("${BOXOFFICE_TOKEN_SECRET:?"), name
+
+
+def test_every_long_running_service_is_restarted_when_it_dies() -> None:
+    from stack.services import PROCESSES
+
+    services = compose()["services"]
+    for name in PROCESSES:
+        assert services[name]["restart"] == "unless-stopped", name

@@ -49,7 +49,7 @@ def test_domain_errors_unknown_routes_and_outages() -> None:
     conflict = client.post("/things", json={"quantity": 51})
     assert conflict.status_code == 409
     assert conflict.json() == {
-        "error": {"code": "too_many", "message": "at most 50", "details": {"limit": 50}}
+        "error": {"code": "too_many", "message": "At most 50.", "details": {"limit": 50}}
     }
     missing = client.get("/nowhere")
     assert missing.status_code == 404

@@ -12,6 +12,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from domain.ticketing import (
+    BeginPayment,
     CancelHold,
     Command,
     ConfirmPayment,
@@ -19,6 +20,7 @@ from domain.ticketing import (
     Event,
     ExpireHolds,
     PlaceHold,
+    RecordRefund,
     RefundOrder,
     Section,
     Show,
@@ -126,7 +128,13 @@ def sale(
             amount = held.total_cents if held is not None else 0
             if rng.random() < 0.1:
                 amount += 1
+            # As the API pays: the intent first, then the charge's outcome, then (sometimes)
+            # the refunds the journal owes recorded, as the API or the reconciler would.
+            run(BeginPayment(f"{command_id}-begin", show_id, user, order_id))
             run(ConfirmPayment(command_id, show_id, user, order_id, f"ch-{command_id}", amount))
+            if show is not None and rng.random() < 0.7:
+                for charge_id, (owed_order, _) in show.refunds_owed().items():
+                    run(RecordRefund(f"refunded-{charge_id}", show_id, owed_order, charge_id))
         elif pick < 0.9:
             paid = [o for o in show.orders() if o.status == "paid"] if show is not None else []
             if paid:

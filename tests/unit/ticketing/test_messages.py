@@ -97,4 +97,4 @@ def test_errors_are_immutable_values() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         error.seats = ()  # type: ignore[misc]
     error.add_note("notes still work, for test reports")
-    assert str(error) == "seats_unavailable(unavailable=['A-1-1'])"
+    assert str(error) == "These seats are not available: A-1-1."
