@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -106,6 +111,18 @@ def install(app: FastAPI) -> None:
             headers=dict(exc.headers or {}),
         )
 
+    async def on_database_lost(_: Request, exc: Exception) -> JSONResponse:
+        # PostgreSQL restarting or unreachable (a dropped pooled connection, no connection
+        # within the pool's timeout) is an outage, never the request's fault: 503 and come back.
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return JSONResponse(
+            error_body("unavailable", "The database is unavailable; try again shortly."),
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(psycopg.OperationalError, on_database_lost)
+    app.add_exception_handler(PoolTimeout, on_database_lost)

@@ -31,6 +31,7 @@ import os
 import platform
 import random
 import signal
+import sys
 import time
 import uuid
 from collections import Counter
@@ -303,7 +304,7 @@ async def inject(
             what = await asyncio.to_thread(kill_component, stack, fault)
         rec = Recovery(what, round(began, 2), round(drill.t(), 2))
         drill.recoveries.append(rec)
-        print(f"[{drill.t():6.1f}s] {what}", flush=True)
+        print(f"[{drill.t():6.1f}s] {what}", file=sys.stderr, flush=True)
         watchers.append(asyncio.create_task(watch_recovery(drill, session, rec, token)))
     await asyncio.gather(*watchers)
 
@@ -529,10 +530,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         faults = asyncio.create_task(inject(drill, stack, session, args.seconds))
         await asyncio.sleep(max(0.0, args.seconds - drill.t()))
         drill.stop.set()
-        print(f"[{drill.t():6.1f}s] storm over; finishing in-flight commands", flush=True)
+        print(
+            f"[{drill.t():6.1f}s] storm over; finishing in-flight commands",
+            file=sys.stderr,
+            flush=True,
+        )
         await asyncio.gather(*fans)
         await faults
-        print(f"[{drill.t():6.1f}s] settling {args.settle_s:.0f}s for the reconciler", flush=True)
+        print(
+            f"[{drill.t():6.1f}s] settling {args.settle_s:.0f}s for the reconciler",
+            file=sys.stderr,
+            flush=True,
+        )
         await settle(drill, args.settle_s)
         result = await verdict(drill, session)
     decided = [r.decided_after_s for r in drill.recoveries]

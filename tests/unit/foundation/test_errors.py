@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import psycopg
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 
 from api import errors
@@ -26,6 +28,14 @@ def app() -> FastAPI:
     @application.post("/busy")
     async def busy() -> None:
         raise errors.unavailable("the command journal", retry_after_s=3)
+
+    @application.get("/database-restarting")
+    async def database_restarting() -> None:
+        raise psycopg.errors.AdminShutdown("terminating connection due to administrator command")
+
+    @application.get("/pool-empty")
+    async def pool_empty() -> None:
+        raise PoolTimeout("couldn't get a connection after 30.00 sec")
 
     return application
 
@@ -58,3 +68,13 @@ def test_domain_errors_unknown_routes_and_outages() -> None:
     assert busy.status_code == 503
     assert busy.headers["Retry-After"] == "3"
     assert busy.json()["error"]["code"] == "unavailable"
+
+
+def test_a_lost_database_is_503_not_500() -> None:
+    # Seen in the fault drill: a PostgreSQL restart dropped pooled connections mid-request.
+    client = TestClient(app(), raise_server_exceptions=False)
+    for path in ("/database-restarting", "/pool-empty"):
+        response = client.get(path)
+        assert response.status_code == 503, path
+        assert response.headers["Retry-After"] == "1"
+        assert response.json()["error"]["code"] == "unavailable"
