@@ -50,9 +50,9 @@ from domain.chat.events import (
     UserUnblocked,
 )
 from domain.chat.views import OFFLINE, ONLINE
-from processors.chat import CONVERSATIONS, SOCIAL
 from producers.codec import DecodeError
 from producers.envelope import EventRecord
+from producers.registries import CONVERSATIONS, SOCIAL
 from producers.topics import CHAT_EVENTS, CHAT_SIGNALS, SOCIAL_EVENTS, partitions_of
 from snapshots import chat as store
 

@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.printable import safe_json
+
 log = logging.getLogger(__name__)
 
 
@@ -46,8 +48,6 @@ def sentence(message: str) -> str:
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     # Details and messages may echo a client's input (a key, a location); text that cannot be
     # written as UTF-8 is replaced, so refusing bad input never fails to answer.
-    from api.text import safe_json
-
     body: dict[str, Any] = safe_json(
         {"error": {"code": code, "message": sentence(message), "details": details or {}}}
     )

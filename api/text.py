@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import unquote_to_bytes
 
 import orjson
@@ -27,11 +27,12 @@ from pydantic import AfterValidator, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import ApiError, error_body
+from api.printable import FORBIDDEN
 
 # PostgreSQL bigint; also the largest number the JSON codec (orjson, 64 bits) writes signed.
 BIGINT_MAX = 2**63 - 1
 
-_FORBIDDEN = re.compile("[\x00\ud800-\udfff]")
+_FORBIDDEN = FORBIDDEN
 
 
 def text_problem(value: str) -> str | None:
@@ -79,23 +80,6 @@ Text = Annotated[str, AfterValidator(_validated)]
 
 # Counts and positions a client may send (seq, version, before): 0..bigint.
 WholeNumber = Annotated[int, Field(ge=0, le=BIGINT_MAX)]
-
-
-def printable(value: str) -> str:
-    """`value` with anything that cannot be written as UTF-8 JSON replaced: for echoing a
-    client's input back in an error (a location, a key) without the answer itself failing."""
-    return _FORBIDDEN.sub("\ufffd", value)
-
-
-def safe_json(value: Any) -> Any:
-    """A JSON-ready value with every string made `printable` (keys included)."""
-    if isinstance(value, str):
-        return printable(value)
-    if isinstance(value, dict):
-        return {safe_json(k): safe_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [safe_json(v) for v in value]
-    return value
 
 
 def _url_problem(raw: bytes) -> str | None:

@@ -151,11 +151,20 @@ def replay(
     verify: Annotated[
         bool, typer.Option("--verify", help="compare with the live views; exit 1 on a difference")
     ] = False,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume", metavar="SCHEMA", help="continue an interrupted replay into its schema"
+        ),
+    ] = None,
 ) -> None:
-    """Rebuild every ticketing view from the journals alone into a fresh schema."""
+    """Rebuild every view (ticketing and chat) from the journals alone into a fresh schema,
+    with a progress line per journal on stderr; resumable after an interruption."""
+    import sys
+
     from snapshots.replay import run
 
-    code = run(get_settings(), check=verify, say=typer.echo)
+    code = run(get_settings(), check=verify, say=typer.echo, resume=resume, progress=sys.stderr)
     if code:
         raise typer.Exit(code)
 

@@ -1,15 +1,21 @@
 """The Faust application of the processors: one app, its topics declared from producers.topics.
 
 Topics are created by the project (`producers.topics.ensure_topics`) with journal settings,
-so Faust is told not to declare them itself.
+so Faust is told not to declare them itself. This module imports no agent: the agents import
+it, and `processors.__main__` imports the agents (an import circle otherwise).
 """
 
 from __future__ import annotations
 
+import logging
+import time
+
 import faust
 
 from boxoffice.settings import Settings, get_settings
-from producers.topics import Topic
+from producers.topics import Topic, partitions_of
+
+log = logging.getLogger(__name__)
 
 
 def make_app(settings: Settings) -> faust.App:
@@ -23,8 +29,18 @@ def make_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
-        broker_commit_every=100,
-        broker_commit_interval=0.5,
+        # Offsets are only a hint to the projector engine (its truth is its PostgreSQL
+        # checkpoint), and a commit every 100 messages costs it most of its throughput.
+        broker_commit_every=100 if settings.processor_id == "processors" else 100_000,
+        broker_commit_interval=0.5 if settings.processor_id == "processors" else 2.0,
+        stream_buffer_maxsize=16_384,
+        # A topic created after the worker joined its group is noticed within seconds
+        # (aiokafka rejoins when the metadata of a subscribed topic changes).
+        consumer_metadata_max_age_ms=10_000,
+        # A restarted worker gets its partitions back once its killed predecessor's session
+        # has expired (Faust has no static membership): keep that short.
+        broker_session_timeout=10.0,
+        broker_max_poll_records=5_000,
         autodiscover=False,
         datadir=str(settings.var_dir / "faust"),
     )
@@ -32,6 +48,21 @@ def make_app(settings: Settings) -> faust.App:
 
 settings = get_settings()
 app = make_app(settings)
+
+
+def await_topics(names: list[str], timeout_s: float = 120.0) -> None:
+    """Until the broker lists every topic: a worker that joins its group before then is
+    assigned nothing for them until the next metadata refresh."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            partitions_of(settings, names)
+            return
+        except Exception as exc:  # the broker is still coming up, or the topics are
+            if time.monotonic() > deadline:
+                raise
+            log.info("waiting for the topics: %s", exc)
+            time.sleep(0.5)
 
 
 def topic(spec: Topic) -> faust.TopicT:
@@ -45,11 +76,3 @@ def topic(spec: Topic) -> faust.TopicT:
         value_serializer="raw",
         internal=False,
     )
-
-
-# Agents register themselves on import.
-from processors import probe  # noqa: E402, F401
-
-
-def main() -> None:
-    app.main()

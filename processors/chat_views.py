@@ -28,10 +28,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import psycopg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
@@ -70,7 +70,23 @@ CACHED_VIEWS = 50_000
 _CONVERSATION_EVENTS = (ConversationStarted, MessageSent, MemberAdded, MemberRemoved, MessagesRead)
 _SOCIAL_EVENTS = (BuddyAdded, BuddyRemoved, UserBlocked, UserUnblocked)
 
-Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+
+class Message(Protocol):
+    """A journal message as aiokafka (`ConsumerRecord`) or the engine (`Entry`) hands it."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+Record: TypeAlias = Message
 
 
 def _origin(record: Record) -> Origin:
@@ -305,7 +321,7 @@ class ChatViews:
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=BATCH)
                 records = [r for rs in batches.values() for r in rs]
                 if records or self.fold.pending:
-                    await self.guard.run(records, self._apply, self._rewind)
+                    await self.guard.run(records, self.apply_chunk, self._rewind)
         finally:
             with contextlib.suppress(Exception):
                 await self.consumer.stop()
@@ -359,8 +375,11 @@ class ChatViews:
 
     # -- one batch -------------------------------------------------------------------------------
 
-    async def _apply(self, chunk: Chunk[Record]) -> None:
-        """One chunk of the guard: its rows and the next offsets in one transaction."""
+    async def apply_chunk(self, chunk: Chunk[Record]) -> None:
+        """One chunk of the guard: its rows and the next offsets in one transaction.
+
+        The per-batch function of both drivers: this loop and the engine's Faust agent.
+        """
         assert self.conn is not None
         if not chunk.apply and not chunk.skip:
             await self._snapshots_only()
@@ -392,7 +411,7 @@ class ChatViews:
         self.fold.trim()
         self.projected += len(chunk.apply)
 
-    def _decode(self, record: ConsumerRecord[bytes, bytes]) -> ConversationEvent | SocialEvent:
+    def _decode(self, record: Record) -> ConversationEvent | SocialEvent:
         entry = EventRecord.decode(record.value)
         event: ConversationEvent | SocialEvent
         if record.topic == self.chat_topic:

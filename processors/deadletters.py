@@ -8,8 +8,10 @@ from collections.abc import Awaitable, Callable
 
 from faust.types import EventT
 
+from processors.app import topic
 from processors.poison import ATTEMPTS, BACKOFF_S, TRANSIENT_BACKOFF_S, describe, is_transient
 from producers.deadletters import dead_letter_headers
+from producers.topics import DEAD_LETTERS
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +23,6 @@ async def park(
     event: EventT[bytes], reason: str, *, consumer: str = CONSUMER, attempts: int = 1
 ) -> None:
     """Forward the message as it came to the dead-letter topic, with where and why."""
-    from processors.app import topic
-    from producers.topics import DEAD_LETTERS
-
     message = event.message
     log.warning(
         "dead-lettering %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason

@@ -7,8 +7,13 @@ events (and replies, and dead letters), adds the consumed offsets to the same tr
 
 State is never trusted across a failure: on partition assignment, and after any aborted
 transaction, the state of every stream of a partition is folded again from that partition
-of the event journal. Commands are deduplicated by id inside the domain (`outcome_of`), so
-a command redelivered after a crash is answered with its first outcome, not decided again.
+of the event journal. Commands are deduplicated by id inside the domain: a command
+redelivered after a crash is answered with its first outcome, which the one duplicate check
+of every decider (`Decider.is_duplicate`, domain/decider.py) tells from a fresh decision, so
+it is answered again and never journaled again.
+
+The contexts served are declared beside their domain (`domain/*/declaration.py`) and bound to
+their topics in producers/contexts.py; this module imports them, they never import it.
 
 The first answer is final, a rejection included: every rejection is journaled (the reply as
 sent, on the decider's rejection journal, same partition number, same transaction as the
@@ -47,36 +52,21 @@ from confluent_kafka import (
 )
 
 from boxoffice.settings import Settings, get_settings
-from producers.codec import DecodeError, Registry
+from domain.decider import version_of
+from producers.codec import DecodeError
+from producers.contexts import DECIDED, DecidedContext
 from producers.deadletters import dead_letter_headers
 from producers.envelope import CommandEnvelope, EventRecord, Reply
 from producers.journal import producer_config
-from producers.topics import DEAD_LETTERS, REJECTIONS_KEPT_S, REPLIES, Topic
+from producers.topics import DEAD_LETTERS, REJECTIONS_KEPT_S, REPLIES
 
 log = logging.getLogger("boxoffice.deciders")
 
 # Who gave up on a message, as the dead letters name it.
 DEAD_LETTER_CONSUMER = "deciders"
 
-Timer = Callable[[str, Any, datetime], Any | None]
-
-
-@dataclass(frozen=True)
-class DeciderSpec:
-    """How one bounded context decides: its topics, codec and pure functions."""
-
-    name: str
-    commands: Topic
-    events: Topic
-    # Where its rejections are journaled, so a later copy of a command gets the first answer.
-    rejections: Topic
-    registry: Registry
-    decide: Callable[[Any, Any, datetime], Sequence[Any]]
-    evolve: Callable[[Any, Any], Any]
-    errors: tuple[type[Exception], ...]
-    stream_of: Callable[[Any], str]
-    # Commands the decider gives itself when time passes (hold expiry); None for most.
-    timer: Timer | None = None
+# One context as the loop serves it: the loop holds several, of different types.
+DeciderSpec = DecidedContext[Any, Any, Any]
 
 
 def error_payload(err: Exception) -> dict[str, Any]:
@@ -99,10 +89,6 @@ def error_payload(err: Exception) -> dict[str, Any]:
         "message": str(message) if message else str(err),
         "details": details,
     }
-
-
-def _version(state: Any) -> int:
-    return int(getattr(state, "version", 0)) if state is not None else 0
 
 
 # librdkafka backs off reconnecting up to 10 s by default: a worker started during an outage
@@ -328,7 +314,8 @@ class DeciderLoop:
             return
         stream = record.stream_id
         try:
-            part.streams[stream] = part.spec.evolve(part.streams.get(stream), event)
+            decider = part.spec.decider
+            part.streams[stream] = decider.evolve(part.streams.get(stream, decider.initial), event)
         except Exception as exc:
             # Decodes but cannot follow its stream (written by hand, or by a buggy version):
             # the stream keeps its state before it, and the partition goes on.
@@ -408,7 +395,7 @@ class DeciderLoop:
         self._last_timer = mono
         due: list[tuple[_Partition, str, Any]] = []
         for part in self.partitions.values():
-            timer = part.spec.timer
+            timer = part.spec.decider.timer
             if timer is None:
                 continue
             for stream, state in part.streams.items():
@@ -487,7 +474,7 @@ class DeciderLoop:
         try:
             envelope = CommandEnvelope.decode(msg.value())
             command = part.spec.registry.from_dict({**envelope.payload, "type": envelope.type})
-            if part.spec.stream_of(command) != envelope.stream_id:
+            if part.spec.decider.stream_of(command) != envelope.stream_id:
                 raise DecodeError("the command's stream does not match its envelope")
         except DecodeError as exc:
             self._dead_letter(msg, str(exc))
@@ -505,7 +492,8 @@ class DeciderLoop:
         reply: bool,
     ) -> None:
         spec = part.spec
-        state = part.streams.get(stream)
+        decider = spec.decider
+        state = part.streams.get(stream, decider.initial)
         if reply:
             first = part.rejection(stream, command_id, now.timestamp())
             if first is not None:
@@ -514,11 +502,11 @@ class DeciderLoop:
                 self._reply(replace(first, duplicate=True))
                 return
         try:
-            events = list(spec.decide(state, command, now))
-        except spec.errors as err:
+            events = list(decider.decide(state, command, now))
+        except decider.errors as err:
             if reply:
                 self._reject(
-                    part, stream, command_id, error_payload(err), version=_version(state), now=now
+                    part, stream, command_id, error_payload(err), version=version_of(state), now=now
                 )
             return
         except (ValueError, TypeError) as exc:
@@ -532,16 +520,16 @@ class DeciderLoop:
                     stream,
                     command_id,
                     {"code": "invalid_command", "message": str(exc), "details": {}},
-                    version=_version(state),
+                    version=version_of(state),
                     now=now,
                 )
             return
-        duplicate = bool(events) and events[0].version <= _version(state)
+        duplicate = decider.is_duplicate(state, events)
         if not duplicate:
             events_topic = spec.events.name(self.settings)
             key = stream.encode()
             for event in events:
-                state = spec.evolve(state, event)
+                state = decider.evolve(state, event)
                 record = EventRecord(
                     stream_id=stream,
                     version=event.version,
@@ -564,7 +552,7 @@ class DeciderLoop:
                     ok=True,
                     events=tuple(spec.registry.to_dict(e) for e in events),
                     duplicate=duplicate,
-                    version=_version(state),
+                    version=version_of(state),
                 )
             )
 
@@ -661,10 +649,8 @@ class DeciderLoop:
 
 
 def all_specs() -> list[DeciderSpec]:
-    from processors.chat import CONVERSATION_DECIDER, SOCIAL_DECIDER
-    from processors.ticketing import TICKETING_DECIDER
-
-    return [TICKETING_DECIDER, CONVERSATION_DECIDER, SOCIAL_DECIDER]
+    """Every context the deciders serve, as declared in producers/contexts.py."""
+    return list(DECIDED)
 
 
 # A transactional call that takes longer than this is stuck (librdkafka can hang in

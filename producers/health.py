@@ -43,6 +43,9 @@ LOOK_BUDGET_S = 2.5
 
 Partition = tuple[str, int]
 
+# At most this many admin clients are replaced (and kept) in the life of a process.
+RETIRED_MAX = 32
+
 
 class DeciderHealth:
     def __init__(
@@ -60,6 +63,10 @@ class DeciderHealth:
         self._cache_s = cache_s
         self._clock = clock
         self._admin: AdminClient | None = None
+        # Clients given up on are kept, never destroyed: librdkafka aborts the whole process
+        # (assertion `eonce->refcnt > 0` in rd_kafka_enq_once_del_source_return, seen here
+        # during a Kafka outage) when an admin client is destroyed with requests in flight.
+        self._retired: list[AdminClient] = []
         self._partitions: list[Partition] = []
         # Log ends seen at each look, oldest first; only the newest one older than
         # stuck_after_s (and the younger ones) are kept.
@@ -78,10 +85,16 @@ class DeciderHealth:
             except Exception as exc:  # any failure means "not ready", with the reason shown
                 # A client that saw the broker vanish can stay in its reconnect backoff long
                 # after the broker is back: the next look starts with a fresh one.
-                self._admin = None
+                self._retire()
                 verdict = f"unknown: {type(exc).__name__}"
             self._cached = (self._clock(), verdict)
             return verdict
+
+    def _retire(self) -> None:
+        # Bounded: past RETIRED_MAX (a long outage) the last client is reused as it is.
+        if self._admin is not None and len(self._retired) < RETIRED_MAX:
+            self._retired.append(self._admin)
+            self._admin = None
 
     def _look(self) -> str:
         """One look at the broker (blocking; runs in a thread)."""

@@ -482,14 +482,17 @@ async def social_versions(conn: AsyncConnection[Any], users: Collection[str]) ->
 
 async def write_social(conn: AsyncConnection[Any], changes: SocialChanges) -> None:
     pairs = (
-        ("INSERT INTO buddies (username, buddy, since)", changes.buddies_added),
-        ("INSERT INTO blocks (username, blocked, since)", changes.blocks_added),
+        ("buddies", "buddy", changes.buddies_added),
+        ("blocks", "blocked", changes.blocks_added),
     )
-    for insert, added in pairs:
+    for table, column, added in pairs:
         if added:
+            # A pair already stored and added again in this batch was removed in between (the
+            # domain adds only what is absent): the journal's latest add is its `since`.
             await conn.execute(
-                f"{insert} SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[])"
-                " ON CONFLICT DO NOTHING",
+                f"INSERT INTO {table} (username, {column}, since)"
+                " SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[])"
+                f" ON CONFLICT (username, {column}) DO UPDATE SET since = EXCLUDED.since",
                 ([a[0] for a in added], [a[1] for a in added], [a[2] for a in added]),
             )
     removals = (

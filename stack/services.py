@@ -40,8 +40,15 @@ COMPONENTS = (
 # command line. The order is the order `up` starts them in.
 PROCESSES: dict[str, tuple[tuple[str, ...], str]] = {
     "deciders": (("-m", "processors.deciders"), "processors.deciders"),
-    "views": (("-m", "processors.views"), "processors.views"),
-    "chatviews": (("-m", "processors.chat_views"), "processors.chat_views"),
+    # The projectors: the Faust engine (processors/engine.py), one app per component.
+    "views": (
+        ("-m", "processors", "views", "worker", "-l", "info", "--without-web"),
+        "processors views worker",
+    ),
+    "chatviews": (
+        ("-m", "processors", "chatviews", "worker", "-l", "info", "--without-web"),
+        "processors chatviews worker",
+    ),
     "reconciler": (("-m", "processors.reconciler"), "processors.reconciler"),
     "processors": (
         ("-m", "processors", "worker", "-l", "info", "--without-web"),

@@ -83,6 +83,10 @@ from domain.chat.events import (
     require_utc,
 )
 
+# The duplicate check is written once for every context; re-exported (mypy's explicit
+# `as` form) for the callers that look for it here.
+from domain.decider import already_journaled as already_journaled  # noqa: PLC0414
+
 MAX_GROUP_MEMBERS = 500
 MAX_TEXT_CHARS = 100_000
 MAX_TITLE_CHARS = 200
@@ -144,11 +148,6 @@ class Conversation:
     def message_for(self, sender: str, client_msg_id: str) -> MessageSent | None:
         """The message ``sender`` already sent under ``client_msg_id``, if still in the window."""
         return self.recent_sends.get((sender, client_msg_id))
-
-
-def already_journaled(state: Conversation | None, events: Sequence[ConversationEvent]) -> bool:
-    """Whether ``decide`` answered with events the journal already holds (a duplicate)."""
-    return state is not None and bool(events) and events[0].version <= state.version
 
 
 def decide(

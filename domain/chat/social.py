@@ -34,6 +34,10 @@ from domain.chat.events import (
     require_utc,
 )
 
+# The duplicate check is written once for every context; re-exported (mypy's explicit
+# `as` form) for the callers that look for it here.
+from domain.decider import already_journaled as already_journaled  # noqa: PLC0414
+
 COMMAND_WINDOW = 1_000
 
 
@@ -51,11 +55,6 @@ class SocialGraph:
 
     def has_blocked(self, other: str) -> bool:
         return other in self.blocks
-
-
-def already_journaled(state: SocialGraph | None, events: Sequence[SocialEvent]) -> bool:
-    """Whether ``decide`` answered a redelivery with events the journal already holds."""
-    return state is not None and bool(events) and events[0].version <= state.version
 
 
 def decide(state: SocialGraph | None, command: SocialCommand, now: datetime) -> list[SocialEvent]:

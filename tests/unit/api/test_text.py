@@ -18,7 +18,8 @@ from starlette.websockets import WebSocketDisconnect
 from api import errors
 from api.chatframes import FrameError, client_msg_id_of, parse_client_frame
 from api.errors import ApiError
-from api.text import BIGINT_MAX, Text, UrlGuard, check_text, printable, safe_json, text_problem
+from api.printable import printable, safe_json
+from api.text import BIGINT_MAX, Text, UrlGuard, check_text, text_problem
 
 BAD = ["\x00", "a\x00b", "\ud800", "x\udfff", "\udbff\x00"]
 GOOD = ["", "plain", "\u00e9t\u00e9", "\U0001f600 astral is fine", "\ud7ff\ue000", "tab\tnew\nline"]

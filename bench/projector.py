@@ -1,0 +1,189 @@
+"""Projector events/s on the ticketing journal: the Faust engine beside a bare aiokafka loop.
+
+Both run the same per-batch function (`processors.engine.TicketingViews.project`: the fold
+and the SQL of `snapshots.projection`, the checkpoint rule, the poison guard), on the same
+topic, in the same run, each into a PostgreSQL schema of its own:
+
+- bare: an aiokafka consumer, `getmany(max_records=2000)`, in this process;
+- faust: `python -m processors views worker` (the component's command),
+  `stream.take_events(2000, within=0.05)`.
+
+The journal is filled first with realistic sales made by the real decider
+(tests/unit/snapshots/journals.py). Each rate is events over the time from the first
+checkpoint written to the last one (start-up and the consumer group's join are excluded).
+
+Run: `python -m bench.projector` against a running stack (BOXOFFICE_* settings);
+`--help` for the knobs. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from boxoffice.settings import PROJECT_ROOT, Settings, get_settings
+from processors.engine import Entry, TicketingViews
+from producers.topics import SHOW_EVENTS, ensure_topics
+from snapshots.database import conninfo, migrate
+from snapshots.projection import PROJECTION
+from tests.unit.snapshots.journals import record, sale
+
+
+async def fill(settings: Settings, shows: int, commands: int) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20)
+    await producer.start()
+    total = 0
+    try:
+        for n in range(shows):
+            show_id = f"bench-{n}"
+            for event in sale(show_id, commands, seed=n):
+                await producer.send(
+                    SHOW_EVENTS.name(settings), key=show_id.encode(), value=record(event)
+                )
+                total += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return total
+
+
+async def progress(settings: Settings) -> int:
+    async with await psycopg.AsyncConnection.connect(conninfo(settings), autocommit=True) as conn:
+        cursor = await conn.execute(
+            "SELECT coalesce(sum(next_offset), 0) FROM projection_offsets"
+            " WHERE projection = %s AND topic = %s",
+            (PROJECTION, SHOW_EVENTS.name(settings)),
+        )
+        row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+
+async def watch(settings: Settings, total: int, timeout_s: float) -> float:
+    """Events/s from the first checkpoint to the last (polled every 50 ms)."""
+    started: tuple[float, int] | None = None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done = await progress(settings)
+        now = time.monotonic()
+        if started is None and done > 0:
+            started = (now, done)
+        if done >= total and started is not None:
+            if done == started[1]:
+                raise RuntimeError("the journal is too short to time: fill more events")
+            return (done - started[1]) / (now - started[0])
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"projected {await progress(settings)} of {total} in {timeout_s} s")
+
+
+async def bare(settings: Settings, total: int, timeout_s: float) -> float:
+    async def park(entry: Entry, reason: str, attempts: int) -> None:
+        raise AssertionError(f"the bench journal holds no poison: {reason}")
+
+    projection = TicketingViews(settings, park)
+    consumer = AIOKafkaConsumer(
+        SHOW_EVENTS.name(settings),
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=f"{settings.topic_prefix}.bench-bare",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+
+    async def loop() -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=100, max_records=2000)
+            entries = [
+                Entry(m.topic, m.partition, m.offset, m.key, m.value)
+                for messages in batches.values()
+                for m in messages
+            ]
+            if entries:
+                await projection.project(entries)
+
+    task = asyncio.create_task(loop())
+    try:
+        return await watch(settings, total, timeout_s)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await consumer.stop()
+        await projection.close()
+
+
+async def faust(settings: Settings, total: int, timeout_s: float) -> float:
+    env = {
+        **os.environ,
+        "BOXOFFICE_TOPIC_PREFIX": settings.topic_prefix,
+        "BOXOFFICE_PG_SCHEMA": settings.pg_schema,
+        "BOXOFFICE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "BOXOFFICE_VAR_DIR": str(settings.var_dir),
+        "BOXOFFICE_PG_PORT": str(settings.pg_port),
+    }
+    log = (settings.var_dir / "bench-projector-faust.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "processors", "views", "worker", "-l", "info", "--without-web"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        return await watch(settings, total, timeout_s)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        log.close()
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    base = get_settings()
+    prefix = f"bench-proj-{uuid.uuid4().hex[:8]}"
+    settings = base.model_copy(update={"topic_prefix": prefix})
+    await asyncio.to_thread(ensure_topics, settings)
+    started = time.monotonic()
+    total = await fill(settings, args.shows, args.commands)
+    filled_s = time.monotonic() - started
+    rates: dict[str, float] = {}
+    for driver in args.order.split(","):
+        schema = f"{prefix.replace('-', '_')}_{driver}"
+        driven = settings.model_copy(update={"pg_schema": schema})
+        await asyncio.to_thread(migrate, driven)
+        run = bare if driver == "bare" else faust
+        rates[driver] = await run(driven, total, args.timeout)
+    return {
+        "events": total,
+        "partitions": settings.topic_partitions,
+        "fill_s": round(filled_s, 1),
+        "bare_events_per_s": round(rates["bare"]),
+        "faust_events_per_s": round(rates["faust"]),
+        "faust_over_bare": round(rates["faust"] / rates["bare"], 2),
+        "prefix": prefix,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shows", type=int, default=40, help="shows in the journal")
+    parser.add_argument("--commands", type=int, default=800, help="commands per show")
+    parser.add_argument("--order", default="bare,faust", help="drivers, in the order run")
+    parser.add_argument("--timeout", type=float, default=600.0, help="per driver, seconds")
+    print(json.dumps(asyncio.run(main_async(parser.parse_args()))))
+
+
+if __name__ == "__main__":
+    main()

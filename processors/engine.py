@@ -1,0 +1,456 @@
+"""The projector engine: journal batches folded into PostgreSQL, at least once, harmlessly.
+
+A `Projection` is what one context supplies: the topics it reads and, for a batch of journal
+messages, its fold and its SQL (`apply`, one PostgreSQL transaction holding the rows and the
+checkpoints). `GuardedProjection.project` is the one per-batch function every driver calls:
+the Faust agents (`install`, `stream.take_events(N, within=T)`) and the bare aiokafka loop of
+bench/projector.py alike. It
+
+- takes over the partitions it has not seen yet from PostgreSQL (their checkpoints, and for
+  ticketing the seat-map snapshots, caught up from the journal by a short direct read);
+- drops every message below its partition's checkpoint, or already applied by this process:
+  a redelivery after a crash, or Faust handing over a batch again, changes nothing;
+- applies the rest under the poison rules of `processors.poison` (bounded retries, the one
+  bad message isolated and dead-lettered); after a failed chunk it forgets its memory and
+  takes over again from PostgreSQL, retrying the same batch.
+
+Offsets: the PostgreSQL checkpoint is the truth. Faust commits its own offsets as a hint (a
+`take` batch is acknowledged only after the body that wrote it returned), so after a restart
+it delivers from at most a little before the checkpoint, and the gap it could leave is read
+directly. Faust's exactly-once mode is not used (open bugs); but Faust's consumer reads
+read_uncommitted outside that mode, so `install` makes it read_committed: events of an aborted
+decider transaction must never be projected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+import faust
+import psycopg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from boxoffice.settings import Settings
+from processors.chat_views import ChatViews, Message
+from processors.poison import Chunk, Origin, PoisonGuard
+from producers.deadletters import dead_letter_headers
+from producers.topics import CHAT_EVENTS, DEAD_LETTERS, SHOW_EVENTS, SOCIAL_EVENTS
+from snapshots.checkpoints import load_checkpoints
+from snapshots.database import conninfo
+from snapshots.projection import (
+    PROJECTION as TICKETING_PROJECTION,
+)
+from snapshots.projection import (
+    JournalEntry,
+    fold_batch,
+    seek_offset,
+    shows_to_restore,
+    write,
+)
+from snapshots.projection import (
+    Projection as SeatmapProjection,
+)
+
+log = logging.getLogger("boxoffice.engine")
+
+# A batch: at most this many messages, or what came within this many seconds.
+TAKE = 2000
+WITHIN_S = 0.01
+# How often due-by-time snapshots are written when the journal is quiet.
+SNAPSHOT_TICK_S = 1.0
+REPORT_EVERY_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One journal message, whichever client fetched it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def origin(entry: Entry) -> Origin:
+    return Origin(entry.topic, entry.partition, entry.offset)
+
+
+Park = Callable[[Entry, str, int], Awaitable[None]]
+
+
+class Projection(Protocol):
+    """What a context supplies to the engine."""
+
+    name: str
+    topics: Sequence[str]
+
+    async def project(self, entries: Sequence[Entry]) -> None:
+        """Apply one batch (journal order within each partition), idempotently."""
+
+    async def tick(self) -> None:
+        """Periodic work while the journal is quiet: snapshots due by time."""
+
+    async def revoke(self, partitions: Collection[tuple[str, int]]) -> None:
+        """Forget partitions another instance now owns."""
+
+    async def close(self) -> None: ...
+
+
+class GuardedProjection:
+    """The engine's half: take-over, the checkpoint rule, the poison guard, the connection.
+
+    Subclasses supply `_take_over` (what memory needs of a partition, and the first offset
+    not yet in the rows), `_apply` (fold + SQL of one chunk, one transaction) and `_forget`.
+    """
+
+    name = ""
+    topics: Sequence[str] = ()
+
+    def __init__(self, settings: Settings, park: Park) -> None:
+        self.settings = settings
+        self.guard: PoisonGuard[Entry] = PoisonGuard(origin, park)
+        # (topic, partition) -> (checkpoint at take-over, next offset expected).
+        self.cursors: dict[tuple[str, int], list[int]] = {}
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.lock = asyncio.Lock()
+        self.applied = 0
+
+    async def connection(self) -> psycopg.AsyncConnection[Any]:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            self.conn = await psycopg.AsyncConnection.connect(
+                conninfo(self.settings), autocommit=True, connect_timeout=10
+            )
+        return self.conn
+
+    async def project(self, entries: Sequence[Entry]) -> None:
+        async with self.lock:
+            while True:
+                try:
+                    fresh = await self._admit(entries)
+                except Exception as exc:  # take-over reads only: retry it, as the guard would
+                    log.warning("cannot take over partitions yet (%r); retrying", exc)
+                    await self._reset()
+                    await asyncio.sleep(1.0)
+                    continue
+                if await self.guard.run(fresh, self._apply, self._reset):
+                    self.applied += len(fresh)
+                    return
+
+    async def tick(self) -> None:
+        async with self.lock:
+            await self.guard.run([], self._apply, self._reset)
+
+    async def revoke(self, partitions: Collection[tuple[str, int]]) -> None:
+        async with self.lock:
+            gone = [tp for tp in partitions if tp in self.cursors]
+            for tp in gone:
+                del self.cursors[tp]
+            if gone:
+                self._forget(gone)
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+
+    async def _admit(self, entries: Sequence[Entry]) -> list[Entry]:
+        """The entries to apply: those of new partitions after their take-over, minus what
+        the rows already hold or this process already applied."""
+        firsts: dict[tuple[str, int], int] = {}
+        for entry in entries:
+            firsts.setdefault((entry.topic, entry.partition), entry.offset)
+        fresh: list[Entry] = []
+        for tp, first in firsts.items():
+            if tp not in self.cursors:
+                caught_up, position = await self._take_over(tp, first)
+                fresh.extend(caught_up)
+                self.cursors[tp] = [position, max(position, first)]
+        for entry in entries:
+            cursor = self.cursors[(entry.topic, entry.partition)]
+            if entry.offset < cursor[1]:
+                continue
+            cursor[1] = entry.offset + 1
+            fresh.append(entry)
+        return fresh
+
+    async def _reset(self) -> None:
+        """After a failed chunk: memory may hold what was rolled back; start from PostgreSQL."""
+        gone = list(self.cursors)
+        self.cursors.clear()
+        self._forget(gone)
+
+    async def _take_over(self, tp: tuple[str, int], first: int) -> tuple[list[Entry], int]:
+        raise NotImplementedError
+
+    async def _apply(self, chunk: Chunk[Entry]) -> None:
+        raise NotImplementedError
+
+    def _forget(self, partitions: Sequence[tuple[str, int]]) -> None:
+        raise NotImplementedError
+
+
+async def read_range(
+    settings: Settings, topic: str, partition: int, start: int, end: int
+) -> list[Entry]:
+    """The committed messages of one partition in [start, end), read directly (no group)."""
+    if start >= end:
+        return []
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        # Transaction markers take offsets too: stop at the end of the partition if sooner.
+        end = min(end, (await consumer.end_offsets([tp]))[tp])
+        consumer.seek(tp, start)
+        entries: list[Entry] = []
+        while start < end and await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=500, max_records=5000)
+            for message in batch.get(tp, []):
+                if message.offset < end:
+                    entries.append(
+                        Entry(topic, partition, message.offset, message.key, message.value)
+                    )
+        return entries
+    finally:
+        await consumer.stop()
+
+
+class TicketingViews(GuardedProjection):
+    """Seat maps, catalogue and orders: the fold and SQL of `snapshots.projection`."""
+
+    name = TICKETING_PROJECTION
+
+    def __init__(self, settings: Settings, park: Park) -> None:
+        super().__init__(settings, park)
+        self.topic = SHOW_EVENTS.name(settings)
+        self.topics = (self.topic,)
+        self.projection = self._fresh()
+
+    def _fresh(self) -> SeatmapProjection:
+        return SeatmapProjection(
+            self.settings.snapshot_every_events, self.settings.snapshot_every_s
+        )
+
+    async def _take_over(self, tp: tuple[str, int], first: int) -> tuple[list[Entry], int]:
+        conn = await self.connection()
+        partition = tp[1]
+        checkpoint = (await load_checkpoints(conn, self.name, self.topic)).get(partition, 0)
+        restored = await shows_to_restore(conn, partition)
+        for listing, snapshot in restored:
+            self.projection.adopt(listing, snapshot)
+        start = seek_offset(checkpoint, restored)
+        # Seat maps seeded from older snapshots catch up; a gap Faust left is filled.
+        caught_up = await read_range(self.settings, self.topic, partition, start, first)
+        log.info(
+            "partition %d: checkpoint %d, %d show(s) restored, %d entries read directly",
+            partition,
+            checkpoint,
+            len(restored),
+            len(caught_up),
+        )
+        return caught_up, checkpoint
+
+    async def _apply(self, chunk: Chunk[Entry]) -> None:
+        below = {p: cursor[0] for (_, p), cursor in self.cursors.items()}
+        for entry in chunk.skip:
+            if entry.offset >= below.get(entry.partition, 0):
+                self.projection.checkpoint(entry.partition, entry.offset + 1)
+        conn = await self.connection()
+        if chunk.apply:
+            entries = [JournalEntry(e.partition, e.offset, e.key, e.value) for e in chunk.apply]
+            poison = await fold_batch(self.projection, conn, entries, below)
+            for bad in poison:
+                await self.guard.park_now(
+                    Entry(
+                        self.topic,
+                        bad.entry.partition,
+                        bad.entry.offset,
+                        bad.entry.key,
+                        bad.entry.value,
+                    ),
+                    bad.reason,
+                )
+        await self.store(conn)
+
+    async def store(self, conn: psycopg.AsyncConnection[Any], force: bool = False) -> None:
+        writes = self.projection.take_writes(force)
+        if writes:
+            await write(conn, writes, self.topic)
+        self.projection.settle()
+
+    def _forget(self, partitions: Sequence[tuple[str, int]]) -> None:
+        if len(self.cursors) == 0:
+            self.projection = self._fresh()
+        else:
+            self.projection.forget({p for _, p in partitions})
+
+    async def close(self) -> None:
+        # A last write with every changed show snapshotted, so a restart has nothing to redo.
+        with contextlib.suppress(psycopg.Error):
+            async with self.lock:
+                await self.store(await self.connection(), force=True)
+        await super().close()
+
+
+class ChatHistory(GuardedProjection):
+    """Conversations, history, read markers, buddies and blocks: the fold and SQL of
+    `processors.chat_views` (its `ChatViews.apply_chunk`)."""
+
+    name = "chat"
+
+    def __init__(self, settings: Settings, park: Park) -> None:
+        super().__init__(settings, park)
+        self.core = ChatViews(settings)
+        self.core.guard = self.guard  # type: ignore[assignment]
+        self.topics = (CHAT_EVENTS.name(settings), SOCIAL_EVENTS.name(settings))
+
+    async def _take_over(self, tp: tuple[str, int], first: int) -> tuple[list[Entry], int]:
+        conn = await self.connection()
+        checkpoint = (await load_checkpoints(conn, self.name, tp[0])).get(tp[1], 0)
+        # No snapshots to seed: views are read from the rows when first named.
+        return await read_range(self.settings, tp[0], tp[1], checkpoint, first), checkpoint
+
+    async def _apply(self, chunk: Chunk[Entry]) -> None:
+        self.core.conn = await self.connection()
+        await self.core.apply_chunk(cast("Chunk[Message]", chunk))
+
+    def _forget(self, partitions: Sequence[tuple[str, int]]) -> None:
+        self.core.fold.forget()
+
+
+PROJECTIONS: dict[str, type[GuardedProjection]] = {
+    "views": TicketingViews,
+    "chatviews": ChatHistory,
+}
+
+
+# -- Faust ------------------------------------------------------------------------------------
+
+
+def read_committed() -> None:
+    """Make Faust's consumer read only committed messages, exactly-once mode or not."""
+    thread = faust_aiokafka.AIOKafkaConsumerThread
+    if getattr(thread, "_boxoffice_read_committed", False):
+        return
+    create = thread._create_worker_consumer
+
+    @functools.wraps(create)
+    def patched(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        # aiokafka hands this to its fetcher at start(), after this point.
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+    setattr(thread, "_create_worker_consumer", patched)  # noqa: B010
+    setattr(thread, "_boxoffice_read_committed", True)  # noqa: B010
+
+
+def install(
+    app: faust.App,
+    projection: GuardedProjection,
+    *,
+    take: int = TAKE,
+    within_s: float = WITHIN_S,
+    tick_s: float = SNAPSHOT_TICK_S,
+) -> None:
+    """One agent running `projection` over its topics in batches, plus its snapshot timer."""
+    read_committed()
+    channel = app.topic(
+        *projection.topics,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    async def run(stream: faust.StreamT[bytes]) -> None:
+        batches = events_in = 0
+        busy = 0.0
+        reported_at = time.monotonic()
+        async for events in cast(faust.Stream[bytes], stream).take_events(take, within=within_s):
+            started = time.monotonic()
+            await projection.project(
+                [
+                    Entry(
+                        e.message.topic,
+                        e.message.partition,
+                        e.message.offset,
+                        e.message.key,
+                        e.message.value,
+                    )
+                    for e in events
+                ]
+            )
+            now = time.monotonic()
+            batches, events_in, busy = batches + 1, events_in + len(events), busy + now - started
+            if now - reported_at >= REPORT_EVERY_S:
+                log.info(
+                    "%s: %d events in %d batches over %.0f s (%.0f/s), %.0f%% of it applying",
+                    projection.name,
+                    events_in,
+                    batches,
+                    now - reported_at,
+                    events_in / (now - reported_at),
+                    100 * busy / (now - reported_at),
+                )
+                batches = events_in = 0
+                busy, reported_at = 0.0, now
+
+    app.agent(channel, name=f"project-{projection.name}")(run)
+
+    async def tick() -> None:
+        await projection.tick()
+
+    app.timer(tick_s, name=f"snapshot-{projection.name}")(tick)
+
+    async def revoked(sender: Any, *args: Any, signal: Any = None, **_: Any) -> None:
+        await projection.revoke([(tp.topic, tp.partition) for tp in args[0]])
+
+    # mode types the handler as a union of callables mypy cannot match a coroutine to.
+    app.on_partitions_revoked.connect(revoked, weak=False)  # type: ignore[arg-type]
+
+    async def stopping(sender: Any, *args: Any, signal: Any = None, **_: Any) -> None:
+        await projection.close()
+
+    app.on_before_shutdown.connect(stopping, weak=False)  # type: ignore[arg-type]
+
+
+def faust_park(app: faust.App, settings: Settings, consumer: str) -> Park:
+    """Dead-letter an entry through the worker's own producer, with where and why."""
+    dead_letters = app.topic(
+        DEAD_LETTERS.name(settings),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    async def park(entry: Entry, reason: str, attempts: int) -> None:
+        log.warning(
+            "dead-lettering %s[%d]@%d: %s", entry.topic, entry.partition, entry.offset, reason
+        )
+        headers = dead_letter_headers(
+            consumer=consumer,
+            reason=reason,
+            attempts=attempts,
+            topic=entry.topic,
+            partition=entry.partition,
+            offset=entry.offset,
+        )
+        # Parked before the checkpoint moves past it: wait for the broker's acknowledgement.
+        await (await dead_letters.send(key=entry.key, value=entry.value, headers=headers))
+
+    return park

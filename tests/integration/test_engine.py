@@ -1,0 +1,104 @@
+"""The projector engine (`processors.engine`) on the real broker and database.
+
+The Faust worker, run as the `views` component would run it (`python -m processors views
+worker`), folds journals made by the real decider into exactly the rows the fold says, skips
+an aborted transaction, parks a poison message and moves on; then the whole journal delivered
+again to a fresh engine (a crash before any offset reached Kafka) changes nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from boxoffice.settings import PROJECT_ROOT, Settings
+from processors.engine import Entry, TicketingViews, read_range
+from producers.topics import SHOW_EVENTS
+from snapshots.checkpoints import load_checkpoints
+from snapshots.database import conninfo
+from snapshots.projection import PROJECTION
+from stack.processes import Daemon
+from stack.services import settings_env
+from tests.integration.test_views import (  # noqa: F401  (env and db are fixtures)
+    assert_projected,
+    db,
+    dead_letters,
+    env,
+    new_show,
+    produce,
+    produce_raw,
+    wait_for_versions,
+)
+from tests.unit.snapshots.journals import record
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def worker(env: Settings) -> Iterator[Daemon]:  # noqa: F811
+    marker = "processors views worker"
+    daemon = Daemon("engine-views-under-test", env.run_dir, env.log_dir, marker=marker)
+    daemon.stop(timeout_s=10)
+    daemon.start(
+        [sys.executable, "-m", *marker.split(), "-l", "info", "--without-web"],
+        env=settings_env(env),
+        cwd=PROJECT_ROOT,
+    )
+    try:
+        yield daemon
+    finally:
+        daemon.stop(timeout_s=30)
+
+
+def rows(env: Settings) -> dict[str, list[tuple[Any, ...]]]:  # noqa: F811
+    with psycopg.connect(conninfo(env), autocommit=True) as conn:
+        return {
+            table: conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+            # Snapshots may be added (a seat map caught up is snapshotted again): harmless.
+            for table in ("orders", "shows", "projection_offsets")
+        }
+
+
+async def test_the_faust_engine_projects_parks_poison_and_shrugs_off_redelivery(
+    env: Settings,  # noqa: F811
+    worker: Daemon,
+    db: psycopg.AsyncConnection[Any],  # noqa: F811
+) -> None:
+    journals = [new_show(300, seed=n) for n in range(3)]
+    first = journals[0]
+    # An aborted transaction (never to be projected) and a poison message, mid-journal.
+    produce(env, [first[:50]])
+    aborted = record(first[50])
+    produce_raw(env, first[0].show_id, aborted, abort=True)
+    poison = b'{"not": "an event record"}'
+    produce_raw(env, first[0].show_id, poison)
+    produce(env, [first[50:], *journals[1:]])
+    wait_for_versions(env, worker, {j[0].show_id: len(j) for j in journals}, timeout_s=120)
+
+    await assert_projected(env, db, journals)
+    parked_by_worker = dead_letters(env, lambda key: key == first[0].show_id)
+    assert [(d["value"], d["origin-consumer"]) for d in parked_by_worker] == [(poison, PROJECTION)]
+    before = rows(env)
+    checkpoints = await load_checkpoints(db, PROJECTION, SHOW_EVENTS.name(env))
+    assert checkpoints, "the engine keeps its checkpoints in PostgreSQL"
+
+    # Redelivery: a fresh engine is handed the whole journal again, from offset 0.
+    parked: list[Entry] = []
+
+    async def park(entry: Entry, reason: str, attempts: int) -> None:
+        parked.append(entry)
+
+    again = TicketingViews(env, park)
+    topic = SHOW_EVENTS.name(env)
+    try:
+        for partition in sorted(checkpoints):
+            entries = await read_range(env, topic, partition, 0, checkpoints[partition])
+            await again.project(entries)
+    finally:
+        await again.close()
+    assert parked == []
+    assert rows(env) == before
