@@ -1,10 +1,8 @@
 """Can the deciders decide? A cheap, cached answer for `/readyz`.
 
-Two facts from the broker, through one long-lived AdminClient, at most once a second:
+One fact from the broker, through one long-lived consumer that never joins the deciders' group,
+at most once a second:
 
-- the deciders' consumer group is Stable with at least one member: nobody is joining,
-  rebalancing or gone (a group that is Empty, or stuck rebalancing after a broker restart,
-  decides nothing);
 - no command partition's committed offset is still behind the log end that partition had
   STUCK_AFTER_S ago: the deciders commit offsets only inside the transaction that journals a
   decision, so offsets that stopped moving while commands wait mean the whole loop (consume,
@@ -13,6 +11,11 @@ Two facts from the broker, through one long-lived AdminClient, at most once a se
 Why not a heartbeat record: a heartbeat proves that a process can write, not that commands are
 being decided (a fenced consumer or a hung transaction beats happily), and it costs a write and
 a reader forever. The offsets cost nothing to produce and measure exactly what callers wait on.
+
+Why not the admin API (describe the group, list its offsets): in this API process, during a
+Kafka outage, librdkafka's coordinator requests aborted the whole process twice (assertion
+`eonce->refcnt > 0` in rd_kafka_enq_once_del_source_return). A consumer's synchronous
+committed() and get_watermark_offsets() do not take that path.
 """
 
 from __future__ import annotations
@@ -22,13 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from confluent_kafka import (
-    ConsumerGroupState,
-    ConsumerGroupTopicPartitions,
-    IsolationLevel,
-    TopicPartition,
-)
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka import Consumer, TopicPartition
 
 from boxoffice.settings import Settings
 from producers.topics import CHAT_COMMANDS, SHOW_COMMANDS, SOCIAL_COMMANDS
@@ -43,7 +40,7 @@ LOOK_BUDGET_S = 2.5
 
 Partition = tuple[str, int]
 
-# At most this many admin clients are replaced (and kept) in the life of a process.
+# At most this many readers are replaced (and kept) in the life of a process.
 RETIRED_MAX = 32
 
 
@@ -62,11 +59,11 @@ class DeciderHealth:
         self._stuck_after_s = stuck_after_s
         self._cache_s = cache_s
         self._clock = clock
-        self._admin: AdminClient | None = None
-        # Clients given up on are kept, never destroyed: librdkafka aborts the whole process
+        self._reader: Consumer | None = None
+        # Readers given up on are kept, never destroyed: librdkafka aborted the whole process
         # (assertion `eonce->refcnt > 0` in rd_kafka_enq_once_del_source_return, seen here
-        # during a Kafka outage) when an admin client is destroyed with requests in flight.
-        self._retired: list[AdminClient] = []
+        # during a Kafka outage); a client destroyed with requests in flight is one suspect.
+        self._retired: list[Consumer] = []
         self._partitions: list[Partition] = []
         # Log ends seen at each look, oldest first; only the newest one older than
         # stuck_after_s (and the younger ones) are kept.
@@ -92,31 +89,32 @@ class DeciderHealth:
 
     def _retire(self) -> None:
         # Bounded: past RETIRED_MAX (a long outage) the last client is reused as it is.
-        if self._admin is not None and len(self._retired) < RETIRED_MAX:
-            self._retired.append(self._admin)
-            self._admin = None
+        if self._reader is not None and len(self._retired) < RETIRED_MAX:
+            self._retired.append(self._reader)
+            self._reader = None
 
     def _look(self) -> str:
         """One look at the broker (blocking; runs in a thread)."""
-        if self._admin is None:
-            self._admin = AdminClient(
-                {"bootstrap.servers": self._settings.kafka_bootstrap, "log_level": 0}
+        if self._reader is None:
+            # A plain consumer of the deciders' group that never subscribes, so it never joins
+            # the group: it only reads the group's committed offsets and the log ends.
+            self._reader = Consumer(
+                {
+                    "bootstrap.servers": self._settings.kafka_bootstrap,
+                    "group.id": self._group,
+                    "enable.auto.commit": False,
+                    "isolation.level": "read_committed",
+                    "log_level": 0,
+                }
             )
-        admin = self._admin
+        reader = self._reader
         deadline = time.monotonic() + LOOK_BUDGET_S
 
         def left() -> float:
             return max(deadline - time.monotonic(), 0.1)
 
-        group = admin.describe_consumer_groups([self._group], request_timeout=left())[
-            self._group
-        ].result(left())
-        if group.state != ConsumerGroupState.STABLE:
-            return f"not deciding: the deciders' group is {group.state.name.lower()}"
-        if not group.members:
-            return "not deciding: no decider is in the group"
         if not self._partitions:
-            metadata = admin.list_topics(timeout=left())
+            metadata = reader.list_topics(timeout=left())
             self._partitions = [
                 (name, p)
                 for name in self._topics
@@ -124,24 +122,15 @@ class DeciderHealth:
                 for p in sorted(metadata.topics[name].partitions)
             ]
         tps = [TopicPartition(t, p) for t, p in self._partitions]
+        # Command topics are written by idempotent, not transactional, producers: their high
+        # watermark is their last stable offset.
         ends = {
-            (tp.topic, tp.partition): future.result(left()).offset
-            for tp, future in admin.list_offsets(
-                {tp: OffsetSpec.latest() for tp in tps},  # type: ignore[no-untyped-call]
-                # The last stable offset: a producer's open transaction is nothing to decide.
-                isolation_level=IsolationLevel.READ_COMMITTED,
-                request_timeout=left(),
-            ).items()
+            (tp.topic, tp.partition): reader.get_watermark_offsets(tp, timeout=left())[1]
+            for tp in tps
         }
-        offsets = (
-            admin.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(self._group, tps)],
-                request_timeout=left(),
-            )[self._group]
-            .result(left())
-            .topic_partitions
-        )
-        committed = {(tp.topic, tp.partition): tp.offset for tp in offsets or []}
+        committed = {
+            (tp.topic, tp.partition): tp.offset for tp in reader.committed(tps, timeout=left())
+        }
         return self.judge(self._clock(), ends, committed)
 
     def judge(self, now: float, ends: dict[Partition, int], committed: dict[Partition, int]) -> str:
