@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     # Snapshots: every N events or T seconds, whichever comes first.
     snapshot_every_events: int = 1000
     snapshot_every_s: float = 5.0
+    # The deciders snapshot a partition's state once this many events were journaled on it
+    # since its last snapshot, at a moment without commands waiting (or at 10x this, however
+    # busy), so a restart folds only the events after the snapshot. 0 turns them off.
+    decider_snapshot_every_events: int = 20_000
 
     # Accounts. The token signing secret has no default value: when BOXOFFICE_TOKEN_SECRET is
     # unset (or empty) it is read from var_dir/secrets/token_secret, which the first process

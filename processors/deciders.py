@@ -28,6 +28,7 @@ machine) is far below the on-sale target, and its exactly-once mode has open bug
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -59,6 +60,8 @@ from producers.deadletters import dead_letter_headers
 from producers.envelope import CommandEnvelope, EventRecord, Reply
 from producers.journal import producer_config
 from producers.topics import DEAD_LETTERS, REJECTIONS_KEPT_S, REPLIES
+from snapshots import decider_snapshots
+from snapshots.decider_snapshots import Snapshot, UnusableSnapshotError
 
 log = logging.getLogger("boxoffice.deciders")
 
@@ -111,6 +114,16 @@ class _Partition:
     rejections: OrderedDict[tuple[str, str], tuple[bytes, float]] = field(
         default_factory=OrderedDict
     )
+    # The newest event of the partition folded into `streams`: its offset and record (a
+    # snapshot names it, so a rebuild can prove the journal is the one folded), and how many
+    # events were folded since the last snapshot.
+    last_offset: int = -1
+    last_record: bytes | None = None
+    since_snapshot: int = 0
+    # How the last rebuild went: the offset its fold started at (0 without a snapshot) and the
+    # number of events it read.
+    rebuilt_from: int = 0
+    events_read: int = 0
 
     def remember(self, stream: str, command_id: str, reply: bytes, at_s: float) -> None:
         key = (stream, command_id)
@@ -152,6 +165,16 @@ class DeciderLoop:
         # done for good, and the watchdog restarts the worker at once rather than waiting.
         self.fatal: str | None = None
         self.partitions: dict[tuple[str, int], _Partition] = {}
+        # Events topic -> command topic: delivery reports name the former, partitions the latter.
+        self.command_topic_of = {
+            spec.events.name(settings): name for name, spec in self.specs.items()
+        }
+        # Events produced and not yet acknowledged: a snapshot is taken only at zero, when the
+        # states hold exactly what the journal holds.
+        self.unacked = 0
+        self.snapshot_every = settings.decider_snapshot_every_events
+        # Snapshots are written to PostgreSQL off the loop's thread, one at a time.
+        self.snapshot_writer = concurrent.futures.ThreadPoolExecutor(1, "decider-snapshots")
         prefix = settings.topic_prefix
         self.replies_topic = REPLIES.name(settings)
         self.dead_letters_topic = DEAD_LETTERS.name(settings)
@@ -232,8 +255,9 @@ class DeciderLoop:
         log.info("revoked %s", [(tp.topic, tp.partition) for tp in tps])
 
     def _rebuild(self, part: _Partition) -> None:
-        """Fold every stream of the partition from the event journal, and load the newest
-        rejections of the partition from the rejection journal, each up to its end."""
+        """Fold every stream of the partition from the event journal (from its snapshot on,
+        when it has a usable one), and load the newest rejections of the partition from the
+        rejection journal, each up to its end."""
         started = time.monotonic()
         events_topic = part.spec.events.name(self.settings)
         rejections_topic = part.spec.rejections.name(self.settings)
@@ -251,6 +275,7 @@ class DeciderLoop:
         )
         counts = {events_topic: 0, rejections_topic: 0}
         try:
+            self._restore(reader, part, events_topic)
             starts: list[TopicPartition] = []
             # Events from the first (the whole state); rejections from far enough back to find
             # the newest MAX_REJECTIONS (transaction markers take offsets too, hence twice).
@@ -258,7 +283,7 @@ class DeciderLoop:
                 low, high = reader.get_watermark_offsets(
                     TopicPartition(topic, part.number), timeout=30
                 )
-                first = low if keep is None else max(low, high - keep)
+                first = max(low, part.rebuilt_from) if keep is None else max(low, high - keep)
                 if high > first:
                     starts.append(TopicPartition(topic, part.number, first))
             pending = {tp.topic for tp in starts}
@@ -275,19 +300,137 @@ class DeciderLoop:
                         raise KafkaException(err)
                     if msg.topic() == events_topic:
                         self._fold(part, msg)
+                        part.last_offset, part.last_record = msg.offset() or 0, msg.value()
                     else:
                         self._remember(part, msg)
                     counts[str(msg.topic())] += 1
         finally:
             reader.close()
+        part.events_read = part.since_snapshot = counts[events_topic]
         log.info(
-            "rebuilt %s[%d]: %d events, %d streams, %d rejections in %.2fs",
+            "rebuilt %s[%d]: %d events read from offset %d%s, %d streams, %d rejections in %.2fs",
             events_topic,
             part.number,
             counts[events_topic],
+            part.rebuilt_from,
+            " (after the snapshot)" if part.rebuilt_from else "",
             len(part.streams),
             len(part.rejections),
             time.monotonic() - started,
+        )
+
+    def _restore(self, reader: Consumer, part: _Partition, events_topic: str) -> None:
+        """Start the partition from its snapshot if it has one this journal proves usable."""
+        if self.snapshot_every <= 0:
+            return
+        try:
+            found = decider_snapshots.load(self.settings, events_topic, part.number)
+        except UnusableSnapshotError as exc:
+            log.warning("ignoring the snapshot of %s[%d]: %s", events_topic, part.number, exc)
+            return
+        except Exception as exc:  # PostgreSQL away, say: the journal alone still serves
+            log.warning(
+                "cannot read the snapshot of %s[%d] (%r); folding the whole partition",
+                events_topic,
+                part.number,
+                exc,
+            )
+            return
+        if found is None:
+            return
+        snapshot, size = found
+        record = _record_at(reader, events_topic, part.number, snapshot.last_offset)
+        if record is None or decider_snapshots.digest_of(record) != snapshot.last_digest:
+            log.warning(
+                "ignoring the snapshot of %s[%d]: the journal holds another event at offset %d",
+                events_topic,
+                part.number,
+                snapshot.last_offset,
+            )
+            return
+        part.streams = snapshot.streams
+        part.last_offset, part.last_record = snapshot.last_offset, record
+        part.rebuilt_from = snapshot.next_offset
+        log.info(
+            "restored %s[%d] from its snapshot at offset %d: %d streams, %d bytes",
+            events_topic,
+            part.number,
+            snapshot.last_offset,
+            len(snapshot.streams),
+            size,
+        )
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        """An event's delivery report: the partition's states now include that offset."""
+        self.unacked -= 1
+        if err is not None:
+            return  # its transaction fails, and the partition is rebuilt from the journal
+        topic, number, offset = msg.topic(), msg.partition(), msg.offset()
+        part = self.partitions.get((self.command_topic_of.get(str(topic), ""), number or 0))
+        if part is None or offset is None or offset <= part.last_offset:
+            return
+        part.last_offset, part.last_record = offset, msg.value()
+        part.since_snapshot += 1
+
+    def _maybe_snapshot(self, idle: bool) -> None:
+        """Snapshot the partition furthest past its last snapshot, if one is due: when no
+        command waits (so a decision never waits on it), or at 10x the interval regardless.
+        Only between transactions with every event acknowledged: the states then hold exactly
+        the journal up to each partition's last offset."""
+        if self.snapshot_every <= 0 or self.unacked:
+            return
+        if self.snapshot_pending is not None and not self.snapshot_pending.done():
+            return
+        threshold = self.snapshot_every if idle else 10 * self.snapshot_every
+        due = [
+            p
+            for p in self.partitions.values()
+            if p.since_snapshot >= threshold and p.last_record is not None
+        ]
+        if due:
+            self._snapshot(max(due, key=lambda p: p.since_snapshot))
+
+    snapshot_pending: concurrent.futures.Future[None] | None = None
+
+    def _snapshot(self, part: _Partition) -> None:
+        assert part.last_record is not None
+        started = time.monotonic()
+        snapshot = Snapshot(
+            part.spec.events.name(self.settings),
+            part.number,
+            part.last_offset,
+            decider_snapshots.digest_of(part.last_record),
+            dict(part.streams),
+        )
+        # Encoded here, in the loop's thread: the states are folded in place, so they must be
+        # read between transactions. Only the write waits on PostgreSQL, in the writer thread.
+        state = snapshot.encode()
+        part.since_snapshot = 0
+        self.snapshot_pending = self.snapshot_writer.submit(
+            self._store_snapshot, snapshot, state, time.monotonic() - started
+        )
+
+    def _store_snapshot(self, snapshot: Snapshot, state: bytes, encoding_s: float) -> None:
+        try:
+            decider_snapshots.save(self.settings, snapshot, state)
+        except Exception as exc:  # the next one is due after as many events again
+            log.warning(
+                "cannot store the snapshot of %s[%d]: %r",
+                snapshot.events_topic,
+                snapshot.partition,
+                exc,
+            )
+            return
+        log.info(
+            "snapshot of %s[%d] at offset %d: %d streams, %d bytes, encoded in %.3fs",
+            snapshot.events_topic,
+            snapshot.partition,
+            snapshot.last_offset,
+            len(snapshot.streams),
+            len(state),
+            encoding_s,
         )
 
     def _remember(self, part: _Partition, msg: Message) -> None:
@@ -342,9 +485,11 @@ class DeciderLoop:
                 commands = [m for m in messages if self._usable(m)]
                 if commands or timed:
                     self._transact(commands, timed, now)
+                self._maybe_snapshot(idle=not messages)
         finally:
             self.consumer.close()
             self.producer.flush(10)
+            self.snapshot_writer.shutdown(wait=True)
 
     def stop(self) -> None:
         self.running = False
@@ -452,6 +597,8 @@ class DeciderLoop:
             raise exc
         log.error("transaction aborted, rebuilding state: %s", err)
         self.producer.abort_transaction(30)
+        # The purged events' reports, served now: none may reach the rebuilt partitions.
+        self.producer.poll(0)
         assignment = self.consumer.assignment()
         committed = self.consumer.committed(assignment, timeout=30)
         for tp in committed:
@@ -540,8 +687,13 @@ class DeciderLoop:
                 # Same partition number as the command: the rebuild of a command partition
                 # reads exactly the event partition of the same number.
                 self.producer.produce(
-                    events_topic, value=record.encode(), key=key, partition=part.number
+                    events_topic,
+                    value=record.encode(),
+                    key=key,
+                    partition=part.number,
+                    on_delivery=self._delivered,
                 )
+                self.unacked += 1
             if state is not None:
                 part.streams[stream] = state
         if reply:
@@ -646,6 +798,26 @@ class DeciderLoop:
             ],
         )
         self._event_parker.flush(10)
+
+
+def _record_at(reader: Consumer, topic: str, partition: int, offset: int) -> bytes | None:
+    """The committed record at `offset` of the partition, or None if there is none there."""
+    reader.assign([TopicPartition(topic, partition, offset)])
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            msg = reader.poll(0.5)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    return None
+                raise KafkaException(err)
+            return msg.value() if msg.offset() == offset else None
+        return None
+    finally:
+        reader.unassign()
 
 
 def all_specs() -> list[DeciderSpec]:

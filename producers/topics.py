@@ -6,6 +6,7 @@ isolate themselves by name rather than by restarting servers.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from enum import Enum
 
@@ -105,6 +106,14 @@ def ensure_topics(settings: Settings, topics: tuple[Topic, ...] = ALL_TOPICS) ->
             # Another process won the race to create it: that is the state we wanted.
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+    # The controller has committed them; the broker's metadata can trail by a moment, and a
+    # client started right after must find every partition.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        known = admin.list_topics(timeout=10).topics
+        if all(name in known and known[name].error is None for name in created):
+            break
+        time.sleep(0.1)
     return created
 
 
