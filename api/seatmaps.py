@@ -293,6 +293,13 @@ class LiveSeatMaps:
             return None
         return live
 
+    async def forget_missing(self, show_id: str) -> None:
+        """Drop the record that `show_id` was unknown, so the next `show` looks again."""
+        live = self.shows.get(show_id)
+        if live is not None and live.missing:
+            del self.shows[show_id]
+            await live.close()
+
     def current(self, show_id: str) -> SeatMapView | None:
         live = self.shows.get(show_id)
         if live is None or live.view is None or live.stale:

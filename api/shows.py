@@ -138,6 +138,11 @@ def _no_show(show_id: str) -> ApiError:
     return ApiError(404, "show_not_found", "There is no such show.", {"show_id": show_id})
 
 
+# How long the live seat map looks for a show it does not find, before closing with 4404:
+# longer than the views take to project a new show under load.
+NEW_SHOW_GRACE_S = 5.0
+
+
 @router.websocket("/shows/{show_id}/live")
 async def live_seatmap(websocket: WebSocket, show_id: str) -> None:
     svc = ws_services(websocket)
@@ -154,13 +159,23 @@ async def live_seatmap(websocket: WebSocket, show_id: str) -> None:
             f"The since parameter must be a version, 0 to {BIGINT_MAX}.",
         )
         return
-    try:
-        live = await svc.seatmaps.show(show_id) if checked_or_none(show_id) else None
-    except SeatMapUnavailableError:
-        await _close_with_error(
-            websocket, "unavailable", "The seat map cannot be loaded now; reconnect later."
-        )
-        return
+    live = None
+    if checked_or_none(show_id):
+        # A show created a moment ago may not be in the views yet (its 201 means journaled):
+        # look again for a few seconds before calling it unknown.
+        deadline = asyncio.get_running_loop().time() + NEW_SHOW_GRACE_S
+        while True:
+            try:
+                live = await svc.seatmaps.show(show_id)
+            except SeatMapUnavailableError:
+                await _close_with_error(
+                    websocket, "unavailable", "The seat map cannot be loaded now; reconnect later."
+                )
+                return
+            if live is not None or asyncio.get_running_loop().time() >= deadline:
+                break
+            await svc.seatmaps.forget_missing(show_id)
+            await asyncio.sleep(0.25)
     if live is None:
         await _close_with_error(websocket, "show_not_found", f"There is no show {show_id}.")
         return

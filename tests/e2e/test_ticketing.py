@@ -4,14 +4,18 @@ PostgreSQL, as fans and organizers use it."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+import websockets
 
 from boxoffice.settings import Settings
 from stack.services import Stack
@@ -356,3 +360,35 @@ async def test_bad_input_gets_a_clear_4xx(http: httpx.AsyncClient, organizer: st
 
 def _seconds(n: float) -> timedelta:
     return timedelta(seconds=n)
+
+
+async def test_a_live_map_opened_before_the_views_have_the_show_waits_for_it(
+    settings: Settings, http: httpx.AsyncClient, organizer: str, stack: Stack
+) -> None:
+    # The views are paused, so the show is journaled (201) but not yet projected.
+    pid = stack.views.pid()
+    assert pid is not None
+    group = os.getpgid(pid)
+    org = await sign_in(http, organizer)
+    os.killpg(group, signal.SIGSTOP)
+    try:
+        show = await create_show(http, org, rows=2, seats_per_row=2)
+        async with websockets.connect(ws_url(settings, show), max_size=None) as ws:
+            await asyncio.sleep(1.0)
+            os.killpg(group, signal.SIGCONT)
+            first = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+    finally:
+        os.killpg(group, signal.SIGCONT)
+    assert first["type"] == "snapshot" and first["show_id"] == show
+    assert first["version"] >= 1 and len(first["seats"]) == 4
+
+
+async def test_a_live_map_of_an_unknown_show_closes_with_4404(
+    settings: Settings, stack: Stack
+) -> None:
+    async with websockets.connect(ws_url(settings, "s" + "0" * 16)) as ws:
+        frame = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 30)
+    assert frame["type"] == "error" and frame["code"] == "show_not_found"
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
