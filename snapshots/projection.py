@@ -29,6 +29,7 @@ from domain.ticketing.errors import JournalError
 from domain.ticketing.events import (
     EVENT_TYPES,
     Event,
+    LineEvent,
     MoneyEvent,
     SeatlessEvent,
     SeatsHeld,
@@ -164,7 +165,7 @@ class Projection:
                 continue
             if event.show_id not in self._shows:
                 shows.add(event.show_id)
-            if not isinstance(event, SeatsHeld | MoneyEvent) and (
+            if not isinstance(event, SeatsHeld | MoneyEvent | LineEvent) and (
                 event.order_id not in self._orders
             ):
                 orders.add(event.order_id)
@@ -228,7 +229,9 @@ class Projection:
             return
         if event.version <= live.view.version:
             return
-        previous = None if isinstance(event, ShowCreated) else self._orders.get(event.order_id)
+        previous = (
+            None if isinstance(event, ShowCreated | LineEvent) else self._orders.get(event.order_id)
+        )
         changed = apply_to_orders(self._orders, event)
         try:
             self._fold_seatmap(live, offset, event)

@@ -1,7 +1,8 @@
 """Ticketing: shows, seats, zones, holds, payments and refunds as a pure decider.
 
 `decide(state, command, now) -> events` and `evolve(state, event) -> state` live in
-`decider`; the seat-map and order read models in `views`.
+`decider`; the seat-map and order read models in `views`; the waitlist and the waiting room
+(the lines) in `lines`, `waitlist`, `queue` and `ranks`.
 """
 
 from domain.ticketing.commands import (
@@ -13,12 +14,26 @@ from domain.ticketing.commands import (
     ConfirmPayment,
     CreateShow,
     ExpireHolds,
+    JoinQueue,
+    JoinWaitlist,
+    LeaveWaitlist,
     PlaceHold,
     RecordRefund,
     RefundOrder,
 )
 from domain.ticketing.decider import decide, evolve, fold
-from domain.ticketing.errors import ERRORS_BY_CODE, JournalError, TicketingError
+from domain.ticketing.errors import (
+    ERRORS_BY_CODE,
+    AlreadyInLineError,
+    AlreadyInQueueError,
+    JournalError,
+    NotInLineError,
+    NotInQueueError,
+    NotWaitingError,
+    QueuePassRequiredError,
+    SeatsAvailableError,
+    TicketingError,
+)
 from domain.ticketing.events import (
     EVENT_TYPES,
     PART_TYPES,
@@ -31,13 +46,20 @@ from domain.ticketing.events import (
     PaymentAbandoned,
     PaymentRefused,
     PaymentStarted,
+    QueueJoined,
     SeatsHeld,
     ShowCreated,
     Ticket,
+    WaitlistJoined,
+    WaitlistLeft,
+    WaitlistOffered,
 )
 from domain.ticketing.payments import refusal_error
+from domain.ticketing.queue import QueuePlace, QueueSpec, admission_at, early_key, early_order
+from domain.ticketing.ranks import RankTree
 from domain.ticketing.show import Order, Show
 from domain.ticketing.venue import Section, Zone
+from domain.ticketing.waitlist import WaitEntry
 
 __all__ = [
     "COMMAND_TYPES",
@@ -45,6 +67,8 @@ __all__ = [
     "EVENT_TYPES",
     "PART_TYPES",
     "AbandonPayment",
+    "AlreadyInLineError",
+    "AlreadyInQueueError",
     "BeginPayment",
     "CancelHold",
     "ChargeRefunded",
@@ -55,7 +79,13 @@ __all__ = [
     "ExpireHolds",
     "HoldCancelled",
     "HoldExpired",
+    "JoinQueue",
+    "JoinWaitlist",
     "JournalError",
+    "LeaveWaitlist",
+    "NotInLineError",
+    "NotInQueueError",
+    "NotWaitingError",
     "Order",
     "OrderPaid",
     "OrderRefunded",
@@ -63,16 +93,29 @@ __all__ = [
     "PaymentRefused",
     "PaymentStarted",
     "PlaceHold",
+    "QueueJoined",
+    "QueuePassRequiredError",
+    "QueuePlace",
+    "QueueSpec",
+    "RankTree",
     "RecordRefund",
     "RefundOrder",
+    "SeatsAvailableError",
     "SeatsHeld",
     "Section",
     "Show",
     "ShowCreated",
     "Ticket",
     "TicketingError",
+    "WaitEntry",
+    "WaitlistJoined",
+    "WaitlistLeft",
+    "WaitlistOffered",
     "Zone",
+    "admission_at",
     "decide",
+    "early_key",
+    "early_order",
     "evolve",
     "fold",
     "refusal_error",

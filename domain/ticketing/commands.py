@@ -5,11 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from domain.ticketing.queue import QueueSpec
 from domain.ticketing.venue import Section, Zone
 
 
 @dataclass(frozen=True, slots=True)
 class CreateShow:
+    """`queue`: sell only through a waiting room. Its `queue_seed` (which orders the early
+    joiners) must be drawn by the adapter from a secure source (`secrets`), since the
+    domain draws nothing; it is journaled and kept private until `queue.opens_at`."""
+
     command_id: str
     show_id: str
     organizer: str
@@ -18,6 +23,8 @@ class CreateShow:
     hold_seconds: int
     sections: tuple[Section, ...]
     zones: tuple[Zone, ...]
+    queue: QueueSpec | None = None
+    queue_seed: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +167,43 @@ class RefundOrder:
     order_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class JoinWaitlist:
+    """Wait in the show's line for `quantity` places: best available within `section`, or
+    in `zone`, or (neither) anywhere.
+
+    `entry_id` and `offer_order_id` are drawn by the adapter (random, like order ids): the
+    entry's id, and the order id its offer will have when places come to it.
+    """
+
+    command_id: str
+    show_id: str
+    user: str
+    entry_id: str
+    offer_order_id: str
+    quantity: int
+    section: str | None = None
+    zone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveWaitlist:
+    """Leave the line: the user's waiting entry in this show."""
+
+    command_id: str
+    show_id: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class JoinQueue:
+    """Enter the show's waiting room."""
+
+    command_id: str
+    show_id: str
+    user: str
+
+
 Command = (
     CreateShow
     | PlaceHold
@@ -170,6 +214,9 @@ Command = (
     | ConfirmPayment
     | RecordRefund
     | RefundOrder
+    | JoinWaitlist
+    | LeaveWaitlist
+    | JoinQueue
 )
 
 COMMAND_TYPES: tuple[type[Command], ...] = (
@@ -182,4 +229,7 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     ConfirmPayment,
     RecordRefund,
     RefundOrder,
+    JoinWaitlist,
+    LeaveWaitlist,
+    JoinQueue,
 )

@@ -16,9 +16,10 @@ which error to answer after journaling the events of a refused payment.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import assert_never
+from typing import TypeVar, assert_never
 
 from domain.ticketing.commands import (
     AbandonPayment,
@@ -28,6 +29,9 @@ from domain.ticketing.commands import (
     ConfirmPayment,
     CreateShow,
     ExpireHolds,
+    JoinQueue,
+    JoinWaitlist,
+    LeaveWaitlist,
     PlaceHold,
     RecordRefund,
     RefundOrder,
@@ -48,10 +52,22 @@ from domain.ticketing.events import (
     PaymentAbandoned,
     PaymentRefused,
     PaymentStarted,
+    QueueJoined,
     SeatsHeld,
     ShowCreated,
+    WaitlistJoined,
+    WaitlistLeft,
+    WaitlistOffered,
 )
 from domain.ticketing.holds import cancel_hold, expire_holds, place_hold
+from domain.ticketing.lines import (
+    join_queue,
+    join_waitlist,
+    lapsed_offers,
+    leave_waitlist,
+    require_pass,
+    then_serve,
+)
 from domain.ticketing.payments import (
     abandon_payment,
     begin_payment,
@@ -59,8 +75,12 @@ from domain.ticketing.payments import (
     record_refund,
     refund_order,
 )
+from domain.ticketing.queue import spec_problem
 from domain.ticketing.show import Order, Show
 from domain.ticketing.venue import MAX_HOLD_SECONDS, MAX_SHOW_NAME, layout_problem
+from domain.ticketing.waitlist import WaitEntry
+
+_C = TypeVar("_C", PlaceHold, JoinWaitlist)
 
 
 def decide(state: Show | None, command: Command, now: datetime) -> list[Event]:
@@ -77,23 +97,49 @@ def decide(state: Show | None, command: Command, now: datetime) -> list[Event]:
         raise ShowNotFoundError(show_id=command.show_id)
     match command:
         case PlaceHold():
-            return place_hold(state, command, now)
+            require_pass(state, command.user, now)
+            return _line_first(state, command, now, place_hold)
         case CancelHold():
-            return cancel_hold(state, command, now)
+            return then_serve(state, cancel_hold(state, command, now), now, command.command_id)
         case ExpireHolds():
-            return expire_holds(state, command, now)
+            return then_serve(state, expire_holds(state, command, now), now, command.command_id)
         case BeginPayment():
             return begin_payment(state, command, now)
         case AbandonPayment():
             return abandon_payment(state, command, now)
         case ConfirmPayment():
-            return confirm_payment(state, command, now)
+            # A late payment on a lapsed hold expires it: its places go to the line.
+            events = confirm_payment(state, command, now)
+            return then_serve(state, events, now, command.command_id)
         case RecordRefund():
             return record_refund(state, command, now)
         case RefundOrder():
-            return refund_order(state, command, now)
+            return then_serve(state, refund_order(state, command, now), now, command.command_id)
+        case JoinWaitlist():
+            require_pass(state, command.user, now)
+            return _line_first(state, command, now, join_waitlist)
+        case LeaveWaitlist():
+            return leave_waitlist(state, command, now)
+        case JoinQueue():
+            return join_queue(state, command, now)
         case _:
             assert_never(command)
+
+
+def _line_first(
+    state: Show, command: _C, now: datetime, inner: Callable[[Show, _C, datetime], list[Event]]
+) -> list[Event]:
+    """The line is served before anything new: when lapsed holds free places that waiting
+    entries fit, their HoldExpired and the offers go first, and `inner` decides against the
+    state after them (a copy, so this is the only costly path, and it is taken at most once
+    per lapse: afterwards those holds are journaled as expired)."""
+    served: list[Event] = lapsed_offers(state, now, command.command_id)
+    if not served:
+        return inner(state, command, now)
+    after: Show = state.copy()
+    for event in served:
+        evolve(after, event)
+    return [*served, *inner(after, command, now)]
 
 
 def _create_show(command: CreateShow, now: datetime) -> ShowCreated:
@@ -104,6 +150,10 @@ def _create_show(command: CreateShow, now: datetime) -> ShowCreated:
         problem = "starts_at must carry a time zone"
     elif not 1 <= command.hold_seconds <= MAX_HOLD_SECONDS:
         problem = f"hold_seconds must be 1..{MAX_HOLD_SECONDS}"
+    queue = command.queue
+    if problem is None and queue is not None:
+        problem = spec_problem(queue, command.queue_seed)
+        queue = replace(queue, opens_at=queue.opens_at.astimezone(UTC))
     if problem is not None:
         raise InvalidShowError(reason=problem)
     return ShowCreated(
@@ -117,6 +167,8 @@ def _create_show(command: CreateShow, now: datetime) -> ShowCreated:
         sections=command.sections,
         zones=command.zones,
         created_at=now,
+        queue=queue,
+        queue_seed=command.queue_seed if queue is not None else "",
     )
 
 
@@ -197,6 +249,36 @@ def evolve(state: Show | None, event: Event) -> Show:
         case ChargeRefunded():
             _order(state, event.order_id)
             state.settle_refund(event.charge_id)
+        case WaitlistJoined():
+            if state.line.entry(event.entry_id) is not None:
+                raise JournalError(f"entry {event.entry_id} joined twice")
+            state.line.join(
+                entry_id=event.entry_id,
+                user=event.user,
+                quantity=event.quantity,
+                section=event.section,
+                zone=event.zone,
+                offer_order_id=event.offer_order_id,
+                joined_at=event.joined_at,
+                version=event.version,
+            )
+        case WaitlistLeft():
+            state.line.leave(_waiting(state, event.entry_id), event.version)
+        case WaitlistOffered():
+            entry = _waiting(state, event.entry_id)
+            order = _order(state, event.order_id)
+            if order.user != entry.user or order.status != "held":
+                raise JournalError(f"offer {event.order_id} is not a hold of {entry.user}")
+            state.line.offer(entry, event.order_id, event.version)
+        case QueueJoined():
+            room = state.room
+            if room is None:
+                raise JournalError(f"show {state.show_id} has no queue to join")
+            if room.member(event.user) is not None:
+                raise JournalError(f"{event.user} joined the queue of {state.show_id} twice")
+            if event.early and room.early_closed:
+                raise JournalError(f"an early join of {state.show_id} after a late one")
+            room.join(event.user, event.joined_at, event.early, event.version)
         case _:
             assert_never(event)
     state.record(event)
@@ -215,6 +297,13 @@ def _held(state: Show, order_id: str) -> Order:
     if order.status != "held":
         raise JournalError(f"order {order_id} left 'held' twice (now {order.status})")
     return order
+
+
+def _waiting(state: Show, entry_id: str) -> WaitEntry:
+    entry = state.line.entry(entry_id)
+    if entry is None or entry.status != "waiting":
+        raise JournalError(f"entry {entry_id} of show {state.show_id} is not waiting")
+    return entry
 
 
 def fold(events: Iterable[Event]) -> Show | None:

@@ -290,6 +290,148 @@ class UnknownSectionError(TicketingError):
         return _sentence(f"This show has no section {self.section}")
 
 
+# -- lines: the waitlist and the waiting room ------------------------------------------------
+
+
+@_error
+class SeatsAvailableError(TicketingError):
+    """Nobody queues in front of free places: a hold of the request would succeed now."""
+
+    code: ClassVar[str] = "seats_available"
+    available: int
+
+    @property
+    def message(self) -> str:
+        return _sentence(
+            f"{self.available} places are free for this request; hold them instead of waiting"
+        )
+
+
+@_error
+class AlreadyInLineError(TicketingError):
+    """The user already has a live entry in this show's line (waiting, or offered with the
+    offer still held). Not a failure to the user: the adapter answers 200 with the entry,
+    which the details are (the contract's entry body minus show_id)."""
+
+    code: ClassVar[str] = "already_in_line"
+    entry_id: str
+    status: str
+    position: int | None
+    quantity: int
+    section: str | None
+    zone: str | None
+    order_id: str | None
+
+    @property
+    def message(self) -> str:
+        return _sentence("You are in this line already")
+
+
+@_error
+class NotInLineError(TicketingError):
+    code: ClassVar[str] = "not_in_line"
+    show_id: str
+
+    @property
+    def message(self) -> str:
+        return _sentence("You are not waiting in this show's line")
+
+
+@_error
+class NotWaitingError(TicketingError):
+    """Leaving a line whose places already came: the offer is an order to pay or cancel."""
+
+    code: ClassVar[str] = "not_waiting"
+    entry_id: str
+    status: str
+    order_id: str | None
+
+    @property
+    def message(self) -> str:
+        return _sentence(
+            f"Your entry is {self.status}, not waiting; cancel its order to decline the offer"
+        )
+
+
+@_error
+class EntryExistsError(TicketingError):
+    """A join reused an entry id of this show under another command id."""
+
+    code: ClassVar[str] = "entry_exists"
+    entry_id: str
+
+    @property
+    def message(self) -> str:
+        return _sentence("That entry id is taken; join again")
+
+
+@_error
+class InvalidWaitlistError(TicketingError):
+    code: ClassVar[str] = "invalid_waitlist"
+    reason: str
+
+    @property
+    def message(self) -> str:
+        return _sentence(f"The waitlist request is not valid: {self.reason}")
+
+
+@_error
+class QueuePassRequiredError(TicketingError):
+    """A queued show sells only to fans holding a valid pass. `status` is the fan's queue
+    status (or `not_in_queue`); `admitted_at` an RFC 3339 time, None while unknown."""
+
+    code: ClassVar[str] = "queue_pass_required"
+    status: str
+    position: int | None
+    admitted_at: str | None
+
+    @property
+    def message(self) -> str:
+        if self.status == "not_in_queue":
+            return _sentence("This show sells through its waiting room; join the queue first")
+        if self.status == "expired":
+            return _sentence("Your pass for this show has expired")
+        if self.admitted_at is None:
+            return _sentence("Your place in the queue is drawn when the queue opens")
+        return _sentence(f"You are number {self.position} in the queue, in at {self.admitted_at}")
+
+
+@_error
+class NoQueueError(TicketingError):
+    code: ClassVar[str] = "no_queue"
+    show_id: str
+
+    @property
+    def message(self) -> str:
+        return _sentence(f"Show {self.show_id} has no waiting room")
+
+
+@_error
+class AlreadyInQueueError(TicketingError):
+    """The fan is in the queue already. Not a failure to the fan: the adapter answers 200
+    with the details, which are the contract's queue body minus show_id (RFC 3339 times)."""
+
+    code: ClassVar[str] = "already_in_queue"
+    status: str
+    position: int | None
+    admitted_at: str | None
+    pass_expires_at: str | None
+
+    @property
+    def message(self) -> str:
+        return _sentence("You are in this queue already")
+
+
+@_error
+class NotInQueueError(TicketingError):
+    code: ClassVar[str] = "not_in_queue"
+    show_id: str
+
+    @property
+    def message(self) -> str:
+        return _sentence("You are not in this show's queue")
+
+
 ERROR_TYPES: tuple[type[TicketingError], ...] = (
     SeatsUnavailableError,
     ZoneSoldOutError,
@@ -311,6 +453,16 @@ ERROR_TYPES: tuple[type[TicketingError], ...] = (
     InvalidHoldError,
     UnknownZoneError,
     UnknownSectionError,
+    SeatsAvailableError,
+    AlreadyInLineError,
+    NotInLineError,
+    NotWaitingError,
+    EntryExistsError,
+    InvalidWaitlistError,
+    QueuePassRequiredError,
+    NoQueueError,
+    AlreadyInQueueError,
+    NotInQueueError,
 )
 
 ERRORS_BY_CODE: dict[str, type[TicketingError]] = {error.code: error for error in ERROR_TYPES}

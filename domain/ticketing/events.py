@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from domain.ticketing.queue import QueueSpec
 from domain.ticketing.venue import Section, Zone
 
 
@@ -34,6 +35,11 @@ class ShowCreated:
     sections: tuple[Section, ...]
     zones: tuple[Zone, ...]
     created_at: datetime
+    # A waiting room, and the seed that orders its early joiners: private until
+    # `queue.opens_at` (read it through `Show.published_seed`), so never show this event
+    # as it is to anyone but the decider before then.
+    queue: QueueSpec | None = None
+    queue_seed: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +181,65 @@ class ChargeRefunded:
     amount_cents: int
 
 
+@dataclass(frozen=True, slots=True)
+class WaitlistJoined:
+    """`position` is where the entry joined: 1 + the entries waiting then (the back)."""
+
+    show_id: str
+    version: int
+    command_id: str
+    entry_id: str
+    user: str
+    quantity: int
+    section: str | None
+    zone: str | None
+    offer_order_id: str
+    position: int
+    joined_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WaitlistLeft:
+    show_id: str
+    version: int
+    command_id: str
+    entry_id: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class WaitlistOffered:
+    """Freed places went to this entry: the SeatsHeld right before it (same command) is the
+    offer, an ordinary held order of the entry's user. Its details are repeated here so a
+    line projection needs nothing else for the `offered` frame."""
+
+    show_id: str
+    version: int
+    command_id: str
+    entry_id: str
+    user: str
+    order_id: str
+    seats: tuple[str, ...]
+    zone: str | None
+    quantity: int
+    total_cents: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class QueueJoined:
+    """A fan entered the waiting room. `early`: before `opens_at` (position drawn then, from
+    the seed); otherwise `position` is fixed now: every early joiner, then journal order."""
+
+    show_id: str
+    version: int
+    command_id: str
+    user: str
+    early: bool
+    position: int | None
+    joined_at: datetime
+
+
 Event = (
     ShowCreated
     | SeatsHeld
@@ -186,16 +251,30 @@ Event = (
     | PaymentStarted
     | PaymentAbandoned
     | ChargeRefunded
+    | WaitlistJoined
+    | WaitlistLeft
+    | WaitlistOffered
+    | QueueJoined
 )
+
+# Events about the lines alone: no seat, zone count or order changes (an offer's hold is the
+# SeatsHeld journaled with it), so the seat map and order folds only count their versions.
+LineEvent = WaitlistJoined | WaitlistLeft | WaitlistOffered | QueueJoined
 
 # Events about money alone: they change no seat, no zone count and no order as the views show
 # it, so the seat map and order folds only count them into the stream version.
 MoneyEvent = PaymentStarted | PaymentAbandoned | PaymentRefused | ChargeRefunded
-# Events that name no seats or zone (everything else carries `seats`, `zone`, `quantity`).
-SeatlessEvent = ShowCreated | MoneyEvent
+# Events that take or free no seats or zone places (everything else carries `seats`, `zone`,
+# `quantity` and `order_id`; WaitlistOffered names its offer's, already taken by SeatsHeld).
+SeatlessEvent = ShowCreated | MoneyEvent | LineEvent
 
 # The frozen dataclasses that appear inside commands and events, for a codec to register.
-PART_TYPES: tuple[type[Section | Zone | Ticket], ...] = (Section, Zone, Ticket)
+PART_TYPES: tuple[type[Section | Zone | Ticket | QueueSpec], ...] = (
+    Section,
+    Zone,
+    Ticket,
+    QueueSpec,
+)
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     ShowCreated,
@@ -208,4 +287,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     PaymentStarted,
     PaymentAbandoned,
     ChargeRefunded,
+    WaitlistJoined,
+    WaitlistLeft,
+    WaitlistOffered,
+    QueueJoined,
 )

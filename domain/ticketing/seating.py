@@ -164,6 +164,10 @@ class SeatGrid:
     def free_count(self) -> int:
         return sum(self._section_free)
 
+    def section_free(self, index: int) -> int:
+        """Free seats in section `index` (as journaled)."""
+        return self._section_free[index]
+
     def owner(self, offset: int) -> str | None:
         return self._owner.get(offset)
 
@@ -199,7 +203,11 @@ class SeatGrid:
     # -- best available ---------------------------------------------------------------------
 
     def best_available(
-        self, quantity: int, section: int | None, also_free: Collection[int]
+        self,
+        quantity: int,
+        section: int | None,
+        also_free: Collection[int],
+        also_taken: Collection[int] = (),
     ) -> list[int]:
         """Offsets of the best `quantity` free seats, optionally only in section `section`.
 
@@ -209,7 +217,9 @@ class SeatGrid:
         on a tie). When no row has such a run: the fewest rows. Rows are filled fullest first
         (earlier section and row on a tie), except that the remainder goes to the first row
         that can take all of it; in each row, the seats nearest its middle.
-        `also_free` are taken seats to treat as free (lapsed holds). Never mutates the grid.
+        `also_free` are taken seats to treat as free (lapsed holds), `also_taken` free seats
+        to treat as taken (given away earlier in the same decision); the two must not
+        overlap. Never mutates the grid.
         """
         if section is None:
             lo, hi = 0, len(self._status)
@@ -225,11 +235,14 @@ class SeatGrid:
 
         status = self._status
         lapsed = [offset for offset in also_free if lo <= offset < hi]
-        if lapsed:
+        blocked = [offset for offset in also_taken if lo <= offset < hi]
+        if lapsed or blocked:
             status = bytearray(status)
             for offset in lapsed:
                 status[offset] = FREE
-            free += len(lapsed)
+            for offset in blocked:
+                status[offset] = TAKEN
+            free += len(lapsed) - len(blocked)
         if free < quantity:
             raise NotEnoughSeatsError(requested=quantity, available=free)
 
@@ -242,9 +255,10 @@ class SeatGrid:
 
         counts = bytearray(self._row_cap[row_lo:row_hi])
         extra: dict[int, int] = {}
-        for offset in lapsed:
-            row = self._row_of(offset)
-            extra[row] = extra.get(row, 0) + 1
+        for offsets, change in ((lapsed, 1), (blocked, -1)):
+            for offset in offsets:
+                row = self._row_of(offset)
+                extra[row] = extra.get(row, 0) + change
         for row, more in extra.items():
             counts[row - row_lo] = min(self._row_free[row] + more, _COUNT_CAP)
         chosen: list[int] = []

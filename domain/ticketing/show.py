@@ -15,8 +15,10 @@ from typing import Literal
 
 from domain.ticketing.errors import JournalError
 from domain.ticketing.events import Event, ShowCreated, Ticket
+from domain.ticketing.queue import QueuePlace, WaitingRoom
 from domain.ticketing.seating import SeatGrid
 from domain.ticketing.venue import Section, Zone
+from domain.ticketing.waitlist import WaitEntry, Waitlist
 
 OrderStatus = Literal["held", "paid", "cancelled", "expired", "refunded"]
 SeatStatus = Literal["available", "held", "sold"]
@@ -92,8 +94,10 @@ class Show:
         "created_at",
         "grid",
         "hold_seconds",
+        "line",
         "name",
         "organizer",
+        "room",
         "sections",
         "show_id",
         "starts_at",
@@ -126,6 +130,11 @@ class Show:
         # Charges the journal owes back (PaymentRefused, OrderRefunded) whose ChargeRefunded
         # is not journaled yet: charge_id -> (order_id, amount_cents).
         self._owed: dict[str, tuple[str, int]] = {}
+        # The online waitlist, and the waiting room of a queued show (None: sells to all).
+        self.line = Waitlist()
+        self.room: WaitingRoom | None = (
+            None if created.queue is None else WaitingRoom(created.queue, created.queue_seed)
+        )
 
     @property
     def hold_for(self) -> timedelta:
@@ -143,6 +152,8 @@ class Show:
         twin._journal = list(self._journal)
         twin._outcomes = dict(self._outcomes)
         twin._owed = dict(self._owed)
+        twin.line = self.line.copy()
+        twin.room = None if self.room is None else self.room.copy()
         return twin
 
     def __eq__(self, other: object) -> bool:
@@ -190,6 +201,26 @@ class Show:
         """Held orders whose time is up, soonest-expired first."""
         end = bisect_right(self._expiry, now, key=lambda entry: entry[0])
         return [self._orders[order_id] for _, _, order_id in self._expiry[:end]]
+
+    def queue_place(self, user: str, now: datetime) -> QueuePlace | None:
+        """The user's place in the waiting room at `now`; None if not queued or no room."""
+        return None if self.room is None else self.room.place(user, now)
+
+    def published_seed(self, now: datetime) -> str | None:
+        """The waiting room's seed once `opens_at` has come; None before, or without a room."""
+        return None if self.room is None else self.room.seed(now)
+
+    def live_entry(self, user: str, now: datetime) -> WaitEntry | None:
+        """The user's live entry in the line: waiting, or offered while the offer is still
+        held at `now`. One per user; joining again returns it."""
+        entry = self.line.latest_of(user)
+        if entry is None or entry.status == "left":
+            return None
+        if entry.status == "offered":
+            order = self._orders.get(entry.order_id or "")
+            if order is None or order.status != "held" or order.lapsed(now):
+                return None
+        return entry
 
     @property
     def seats_total(self) -> int:

@@ -22,10 +22,14 @@ from domain.ticketing.events import (
     PaymentAbandoned,
     PaymentRefused,
     PaymentStarted,
+    QueueJoined,
     SeatlessEvent,
     SeatsHeld,
     ShowCreated,
     Ticket,
+    WaitlistJoined,
+    WaitlistLeft,
+    WaitlistOffered,
 )
 from domain.ticketing.seating import seat_ids
 from domain.ticketing.show import Order, OrderStatus, SeatStatus, Show
@@ -168,6 +172,9 @@ class SeatMapView:
                 )
             case PaymentStarted() | PaymentAbandoned() | PaymentRefused() | ChargeRefunded():
                 # Money only: the stream version moves, no seat or zone does.
+                pass
+            case WaitlistJoined() | WaitlistLeft() | WaitlistOffered() | QueueJoined():
+                # The lines only: an offer's seats were taken by the SeatsHeld before it.
                 pass
         self.seats.update(seats)
         self.zones.update(zones)

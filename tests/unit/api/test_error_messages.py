@@ -5,6 +5,7 @@ see processors.deciders.error_payload), and neither may be a Python repr such as
 from __future__ import annotations
 
 import re
+import types
 import typing
 from dataclasses import fields
 
@@ -30,6 +31,9 @@ def sample(error_type: type[Exception]) -> Exception:
     values = {}
     for f in fields(error_type):  # type: ignore[arg-type]
         hint = hints[f.name]
+        # An optional field (`int | None`) is sampled with its value present.
+        if isinstance(hint, types.UnionType):
+            hint = next(arm for arm in typing.get_args(hint) if arm is not type(None))
         name = "tuple[str, ...]" if hint == tuple[str, ...] else getattr(hint, "__name__", "")
         values[f.name] = SAMPLES[name]
     return error_type(**values)

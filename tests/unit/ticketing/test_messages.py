@@ -36,13 +36,16 @@ SCALARS = (str, int, bool, datetime, type(None))
 
 
 def _codec_friendly(hint: object) -> bool:
-    """str, int, bool, datetime, None-unions, tuples of those or of frozen dataclasses."""
+    """str, int, bool, datetime, None-unions, tuples of those or of frozen dataclasses, and
+    optional frozen dataclasses (a show's queue)."""
     if hint in SCALARS:
         return True
     origin = typing.get_origin(hint)
     arguments = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        return all(_codec_friendly(argument) for argument in arguments)
+        return all(
+            _codec_friendly(argument) or _is_message(argument) for argument in arguments
+        )
     if origin is tuple and len(arguments) == 2 and arguments[1] is Ellipsis:
         item = arguments[0]
         return _codec_friendly(item) or _is_message(item)
