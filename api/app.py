@@ -19,6 +19,7 @@ from api import (
     ratelimit,
     shows,
     ticketing,
+    waitlist,
 )
 from api.chatlive import ChatLive
 from api.limits import BodyLimit
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts.router)
     app.include_router(ticketing.router)
     app.include_router(shows.router)
+    app.include_router(waitlist.router)
     app.include_router(chat.router)
     app.include_router(chatsocket.router)
     # Paths, query strings and headers with text storage cannot hold never reach a route.

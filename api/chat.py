@@ -1,7 +1,7 @@
 """Chat routes: buddies, blocks, conversations, members, messages, read markers.
 
 Commands go to the chat deciders through the journal and wait for their decision; reads come
-from the PostgreSQL projection (`processors.chat_views`), never from a decider. A read waits
+from the PostgreSQL projection (`snapshots.chatprojection`), never from a decider. A read waits
 briefly for the projection to reach the versions this instance has already seen, so a
 client reads its own writes. The live socket (`api.chatsocket`) shares the command helpers
 defined here, so it has exactly the REST rules, idempotency included.

@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.commands import CommandBus
 from api.hub import EventHub
+from api.lines import LiveLines
 from api.payments import LocalPaymentProvider, PaymentProvider
 from api.seatmaps import LiveSeatMaps
 from boxoffice.settings import Settings
@@ -63,6 +64,7 @@ class Services:
     bus: CommandBus
     seatmaps: LiveSeatMaps
     payments: PaymentProvider
+    lines: LiveLines
     # Commands answer 503 at once while this is False; reads are served stale.
     kafka_up: bool = False
     connected: bool = False
@@ -98,6 +100,7 @@ class Services:
             CommandBus(settings, producer, replies),
             LiveSeatMaps(hub, load, load_stale),
             LocalPaymentProvider(pool, settings.fake_payment_slow_s),
+            LiveLines(hub, pool),
         )
         svc.bus.available = lambda: svc.kafka_up
         # Reads must come up even while Kafka is down, so the Kafka side starts in the
@@ -105,6 +108,7 @@ class Services:
         await svc._connect_kafka(first_try=True)
         svc._tasks.append(asyncio.create_task(svc._watch_kafka(), name="kafka-watch"))
         svc.seatmaps.start()
+        svc.lines.start()
         return svc
 
     async def _connect_kafka(self, first_try: bool = False) -> None:
@@ -146,6 +150,7 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.seatmaps.stop()
+        await self.lines.stop()
         with contextlib.suppress(Exception):
             await self.hub.stop()
         with contextlib.suppress(Exception):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -16,6 +17,7 @@ from fastapi import APIRouter, Depends, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response
 
 from api.errors import ApiError, unavailable
+from api.lines import show_fields
 from api.seatmaps import LiveShow, SeatMapUnavailableError, Viewer, snapshot_json
 from api.services import Services, services, ws_services
 from api.text import BIGINT_MAX
@@ -65,7 +67,8 @@ async def get_show(show_id: str, svc: Annotated[Services, Depends(services)]) ->
         raise ApiError(404, "show_not_found", "no such show", {"show_id": show_id})
     live = svc.seatmaps.current(show_id)
     version = max(show.version, live.version if live is not None else 0)
-    return _json({**show.as_created(), "version": version}, stale=not svc.kafka_up)
+    lines = await show_fields(svc.lines, svc.pool, show_id, datetime.now(UTC))
+    return _json({**show.as_created(), **lines, "version": version}, stale=not svc.kafka_up)
 
 
 # How long a seat-map read waits for a silent journal before answering from the snapshot.

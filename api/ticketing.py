@@ -33,6 +33,7 @@ from domain.ticketing import (
     CreateShow,
     OrderPaid,
     PlaceHold,
+    QueueSpec,
     RecordRefund,
     RefundOrder,
     Section,
@@ -80,6 +81,15 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_quantity": 422,
     "invalid_hold": 422,
     "invalid_command": 422,
+    # Lines. already_in_line and already_in_queue are answered 200 by their routes.
+    "seats_available": 409,
+    "not_waiting": 409,
+    "entry_exists": 409,
+    "not_in_line": 404,
+    "no_queue": 404,
+    "not_in_queue": 404,
+    "queue_pass_required": 403,
+    "invalid_waitlist": 422,
 }
 
 
@@ -101,6 +111,22 @@ class ZoneIn(BaseModel):
     price_cents: StrictInt = Field(ge=0, le=10**9)
 
 
+class QueueIn(BaseModel):
+    """A waiting room's shape; its rules (ranges) are the decider's to check."""
+
+    model_config = ConfigDict(extra="forbid")
+    opens_at: datetime
+    admit_per_minute: StrictInt = Field(ge=-(2**31), le=2**31)
+    pass_seconds: StrictInt = Field(ge=-(2**31), le=2**31)
+
+    @field_validator("opens_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("opens_at needs a time zone (RFC 3339)")
+        return value.astimezone(UTC)
+
+
 class ShowIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Text = Field(min_length=1, max_length=200)
@@ -108,6 +134,7 @@ class ShowIn(BaseModel):
     hold_seconds: StrictInt = Field(default=630, ge=1, le=86_400)
     sections: list[SectionIn] = Field(default_factory=list, max_length=1000)
     zones: list[ZoneIn] = Field(default_factory=list, max_length=50)
+    queue: QueueIn | None = None
 
     @field_validator("starts_at")
     @classmethod
@@ -278,6 +305,13 @@ async def create_show(
             Section(s.name, s.rows, s.seats_per_row, s.price_cents) for s in body.sections
         ),
         zones=tuple(Zone(z.name, z.capacity, z.price_cents) for z in body.zones),
+        queue=None
+        if body.queue is None
+        else QueueSpec(body.queue.opens_at, body.queue.admit_per_minute, body.queue.pass_seconds),
+        # The seed that orders the early joiners: secret until opens_at, so drawn here from a
+        # secure source (the domain draws nothing); a retry's seed is never used, since the
+        # decider answers it with the first decision.
+        queue_seed="" if body.queue is None else secrets.token_hex(32),
     )
     reply = await decide(svc, command, command_id, show_id)
     if not reply.ok:

@@ -5,12 +5,14 @@ and the SQL of `snapshots.projection`, the checkpoint rule, the poison guard), o
 topic, in the same run, each into a PostgreSQL schema of its own:
 
 - bare: an aiokafka consumer, `getmany(max_records=2000)`, in this process;
-- faust: `python -m processors views worker` (the component's command),
-  `stream.take_events(2000, within=0.05)`.
+- faust: `python -m processors views worker` (the component's command): a `noack` stream,
+  batches of at most 2000 gathered while the batch before is written (`engine.Batches`).
 
 The journal is filled first with realistic sales made by the real decider
 (tests/unit/snapshots/journals.py). Each rate is events over the time from the first
-checkpoint written to the last one (start-up and the consumer group's join are excluded).
+checkpoint written to the last one (start-up and the consumer group's join are excluded),
+with each driver's CPU time per event over the same span (this process's for bare, the
+worker's for faust): on a shared machine the rates swing with the load, the CPU cost far less.
 
 Run: `python -m bench.projector` against a running stack (BOXOFFICE_* settings);
 `--help` for the knobs. Prints one JSON line.
@@ -26,6 +28,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -68,24 +72,35 @@ async def progress(settings: Settings) -> int:
         return int(row[0]) if row else 0
 
 
-async def watch(settings: Settings, total: int, timeout_s: float) -> float:
-    """Events/s from the first checkpoint to the last (polled every 50 ms)."""
-    started: tuple[float, int] | None = None
+def worker_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (Linux)."""
+    fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def watch(
+    settings: Settings, total: int, timeout_s: float, cpu: Callable[[], float]
+) -> tuple[float, float]:
+    """Events/s from the first checkpoint to the last (polled every 50 ms), and the driver's
+    CPU microseconds per event over the same span: on a shared machine the rate follows the
+    load, the CPU cost much less."""
+    started: tuple[float, int, float] | None = None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         done = await progress(settings)
         now = time.monotonic()
         if started is None and done > 0:
-            started = (now, done)
+            started = (now, done, cpu())
         if done >= total and started is not None:
             if done == started[1]:
                 raise RuntimeError("the journal is too short to time: fill more events")
-            return (done - started[1]) / (now - started[0])
+            events = done - started[1]
+            return events / (now - started[0]), 1e6 * (cpu() - started[2]) / events
         await asyncio.sleep(0.05)
     raise TimeoutError(f"projected {await progress(settings)} of {total} in {timeout_s} s")
 
 
-async def bare(settings: Settings, total: int, timeout_s: float) -> float:
+async def bare(settings: Settings, total: int, timeout_s: float) -> tuple[float, float]:
     async def park(entry: Entry, reason: str, attempts: int) -> None:
         raise AssertionError(f"the bench journal holds no poison: {reason}")
 
@@ -114,7 +129,8 @@ async def bare(settings: Settings, total: int, timeout_s: float) -> float:
 
     task = asyncio.create_task(loop())
     try:
-        return await watch(settings, total, timeout_s)
+        # This process's CPU: the loop, and the bench's own 50 ms polls besides.
+        return await watch(settings, total, timeout_s, time.process_time)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -122,7 +138,7 @@ async def bare(settings: Settings, total: int, timeout_s: float) -> float:
         await projection.close()
 
 
-async def faust(settings: Settings, total: int, timeout_s: float) -> float:
+async def faust(settings: Settings, total: int, timeout_s: float) -> tuple[float, float]:
     env = {
         **os.environ,
         "BOXOFFICE_TOPIC_PREFIX": settings.topic_prefix,
@@ -140,7 +156,7 @@ async def faust(settings: Settings, total: int, timeout_s: float) -> float:
         stderr=subprocess.STDOUT,
     )
     try:
-        return await watch(settings, total, timeout_s)
+        return await watch(settings, total, timeout_s, lambda: worker_cpu_s(worker.pid))
     finally:
         worker.terminate()
         try:
@@ -159,12 +175,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     total = await fill(settings, args.shows, args.commands)
     filled_s = time.monotonic() - started
     rates: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     for driver in args.order.split(","):
         schema = f"{prefix.replace('-', '_')}_{driver}"
         driven = settings.model_copy(update={"pg_schema": schema})
         await asyncio.to_thread(migrate, driven)
         run = bare if driver == "bare" else faust
-        rates[driver] = await run(driven, total, args.timeout)
+        rates[driver], cpu[driver] = await run(driven, total, args.timeout)
     return {
         "events": total,
         "partitions": settings.topic_partitions,
@@ -172,6 +189,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "bare_events_per_s": round(rates["bare"]),
         "faust_events_per_s": round(rates["faust"]),
         "faust_over_bare": round(rates["faust"] / rates["bare"], 2),
+        "bare_cpu_us_per_event": round(cpu["bare"]),
+        "faust_cpu_us_per_event": round(cpu["faust"]),
         "prefix": prefix,
     }
 

@@ -8,6 +8,7 @@ workers apart by their command lines. Agents are imported here, never by `proces
 so that no module imports itself back.
 """
 
+import logging
 import os
 import sys
 
@@ -23,7 +24,7 @@ if settings.processor_id in ENGINE_COMPONENTS:
     from processors import engine
 
     projection = engine.PROJECTIONS[settings.processor_id]
-    # Dead letters name the projection, as the aiokafka loops name it.
+    # Dead letters name the projection (`origin-consumer`), as its checkpoints do.
     chosen = projection(settings, engine.faust_park(app, settings, projection.name))
     engine.install(app, chosen)
     topics = list(chosen.topics)
@@ -34,4 +35,15 @@ else:
 
 if "worker" in sys.argv:
     await_topics(topics)
-app.main()
+try:
+    app.main()
+except SystemExit as done:
+    # Faust's last words are the same whether it stopped cleanly or crashed: say which, so an
+    # operator (and the supervision tests) can tell a clean stop from a death.
+    if "worker" in sys.argv:
+        log = logging.getLogger("boxoffice.processors")
+        if done.code in (0, None):
+            log.info("%s stopped", settings.processor_id)
+        else:
+            log.error("%s exited with status %s", settings.processor_id, done.code)
+    raise

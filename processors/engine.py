@@ -3,8 +3,8 @@
 A `Projection` is what one context supplies: the topics it reads and, for a batch of journal
 messages, its fold and its SQL (`apply`, one PostgreSQL transaction holding the rows and the
 checkpoints). `GuardedProjection.project` is the one per-batch function every driver calls:
-the Faust agents (`install`, `stream.take_events(N, within=T)`) and the bare aiokafka loop of
-bench/projector.py alike. It
+the Faust agents (`install`: a `noack` stream whose events gather while the batch before
+them is written, see `Batches`) and the bare aiokafka loop of bench/projector.py alike. It
 
 - takes over the partitions it has not seen yet from PostgreSQL (their checkpoints, and for
   ticketing the seat-map snapshots, caught up from the journal by a short direct read);
@@ -14,8 +14,8 @@ bench/projector.py alike. It
   bad message isolated and dead-lettered); after a failed chunk it forgets its memory and
   takes over again from PostgreSQL, retrying the same batch.
 
-Offsets: the PostgreSQL checkpoint is the truth. Faust commits its own offsets as a hint (a
-`take` batch is acknowledged only after the body that wrote it returned), so after a restart
+Offsets: the PostgreSQL checkpoint is the truth. Faust commits its own offsets as a hint (an
+event is acknowledged only after the batch holding it was written), so after a restart
 it delivers from at most a little before the checkpoint, and the gap it could leave is read
 directly. Faust's exactly-once mode is not used (open bugs); but Faust's consumer reads
 read_uncommitted outside that mode, so `install` makes it read_committed: events of an aborted
@@ -39,10 +39,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from boxoffice.settings import Settings
-from processors.chat_views import ChatViews, Message
 from processors.poison import Chunk, Origin, PoisonGuard
 from producers.deadletters import dead_letter_headers
 from producers.topics import CHAT_EVENTS, DEAD_LETTERS, SHOW_EVENTS, SOCIAL_EVENTS
+from snapshots import chatprojection
 from snapshots.checkpoints import load_checkpoints
 from snapshots.database import conninfo
 from snapshots.projection import (
@@ -61,9 +61,8 @@ from snapshots.projection import (
 
 log = logging.getLogger("boxoffice.engine")
 
-# A batch: at most this many messages, or what came within this many seconds.
+# A batch: at most this many messages (what gathered while the batch before was written).
 TAKE = 2000
-WITHIN_S = 0.01
 # How often due-by-time snapshots are written when the journal is quiet.
 SNAPSHOT_TICK_S = 1.0
 REPORT_EVERY_S = 10.0
@@ -252,8 +251,12 @@ class TicketingViews(GuardedProjection):
         for listing, snapshot in restored:
             self.projection.adopt(listing, snapshot)
         start = seek_offset(checkpoint, restored)
-        # Seat maps seeded from older snapshots catch up; a gap Faust left is filled.
-        caught_up = await read_range(self.settings, self.topic, partition, start, first)
+        # Seat maps seeded from older snapshots catch up; a gap Faust left is filled. Read up
+        # to the checkpoint even when Faust redelivers from before it (its offsets lag after a
+        # kill -9): `_admit` drops whatever of the batch is below the checkpoint, and seeded
+        # maps must still see it.
+        end = max(first, checkpoint)
+        caught_up = await read_range(self.settings, self.topic, partition, start, end)
         log.info(
             "partition %d: checkpoint %d, %d show(s) restored, %d entries read directly",
             partition,
@@ -307,15 +310,17 @@ class TicketingViews(GuardedProjection):
 
 class ChatHistory(GuardedProjection):
     """Conversations, history, read markers, buddies and blocks: the fold and SQL of
-    `processors.chat_views` (its `ChatViews.apply_chunk`)."""
+    `snapshots.chatprojection`."""
 
-    name = "chat"
+    name = chatprojection.PROJECTION
 
     def __init__(self, settings: Settings, park: Park) -> None:
         super().__init__(settings, park)
-        self.core = ChatViews(settings)
-        self.core.guard = self.guard  # type: ignore[assignment]
-        self.topics = (CHAT_EVENTS.name(settings), SOCIAL_EVENTS.name(settings))
+        self.fold = chatprojection.ConversationFold(
+            settings.snapshot_every_events, settings.snapshot_every_s
+        )
+        self.social_topic = SOCIAL_EVENTS.name(settings)
+        self.topics = (CHAT_EVENTS.name(settings), self.social_topic)
 
     async def _take_over(self, tp: tuple[str, int], first: int) -> tuple[list[Entry], int]:
         conn = await self.connection()
@@ -324,11 +329,21 @@ class ChatHistory(GuardedProjection):
         return await read_range(self.settings, tp[0], tp[1], checkpoint, first), checkpoint
 
     async def _apply(self, chunk: Chunk[Entry]) -> None:
-        self.core.conn = await self.connection()
-        await self.core.apply_chunk(cast("Chunk[Message]", chunk))
+        conn = await self.connection()
+        if not chunk.apply and not chunk.skip:
+            await chatprojection.write_due_snapshots(conn, self.fold)
+            return
+        batch = chatprojection.decode_batch(chunk.apply, self.social_topic)
+        for entry, reason in batch.poison:
+            # Parked before the checkpoint moves past it: at worst twice, never lost.
+            await self.guard.park_now(entry, reason)
+        checkpoints = chatprojection.next_offsets([*chunk.apply, *chunk.skip])
+        await chatprojection.write_batch(conn, self.fold, batch, checkpoints)
 
     def _forget(self, partitions: Sequence[tuple[str, int]]) -> None:
-        self.core.fold.forget()
+        # The cached views may hold what a rolled-back transaction held, or rows another
+        # instance now writes: read them back from PostgreSQL when next named.
+        self.fold.forget()
 
 
 PROJECTIONS: dict[str, type[GuardedProjection]] = {
@@ -358,16 +373,136 @@ def read_committed() -> None:
     setattr(thread, "_boxoffice_read_committed", True)  # noqa: B010
 
 
+def inline_delivery() -> None:
+    """Hand each fetched message to the Conductor inline, not through four tasks.
+
+    Faust's fetch loop delivers every message with `wait_first(callback(message),
+    suspend_flow.wait())`: four tasks and an `asyncio.wait` per message, about half of
+    Faust's cost per event (bench/projector.py). The race only matters when the callback
+    can block: while the flow is suspended (a rebalance) or a channel's queue is full. While
+    the flow is active the callback is awaited directly; it can then block only on a full
+    queue, which cannot happen (Faust pauses the partitions at high pressure, and one fetch
+    more still fits: `processors.app`), or on a full producer buffer (dead letters only), which
+    drains by itself. Otherwise Faust's own path runs. Messages still go through the
+    Conductor, the channel, the stream and the agent, and are acknowledged as before.
+    """
+    from mode.services import WaitResults
+
+    consumer = faust_aiokafka.Consumer
+    if getattr(consumer, "_boxoffice_inline_delivery", False):
+        return
+    wait_first = consumer.wait_first
+
+    @functools.wraps(wait_first)
+    async def patched(self: Any, *coros: Any, timeout: Any = None) -> Any:
+        # Only the fetch loop's call: its second waitable is `self.suspend_flow.wait()`.
+        frame: Any = getattr(coros[-1], "cr_frame", None) if coros else None
+        if (
+            timeout is None
+            and len(coros) == 2
+            and frame is not None
+            and frame.f_locals.get("self") is self.suspend_flow
+            and not self.suspend_flow.is_set()
+            and self.app.flow_control.is_active()
+        ):
+            coros[1].close()
+            return WaitResults([coros[0]], [await coros[0]], False)
+        return await wait_first(self, *coros, timeout=timeout)
+
+    setattr(consumer, "wait_first", patched)  # noqa: B010
+    setattr(consumer, "_boxoffice_inline_delivery", True)  # noqa: B010
+
+
+class Batches:
+    """The agent's events, gathered while the batch before them is being written.
+
+    `stream.take_events` stops filling its buffer while its batch is consumed, so Faust's
+    delivery and the PostgreSQL writes took turns, and its `within` timer cut small batches
+    that each paid a transaction. Here the agent only appends events; the applier takes what
+    has gathered (at most `take`) as soon as the batch before is written: batches grow with
+    the load, and a quiet journal is applied at once, with no timer to wait for. An event is
+    acknowledged only after its batch is written (at least once); on a rebalance Faust waits
+    for every delivered event to be acknowledged, so the applier has drained what it holds
+    before partitions are revoked.
+    """
+
+    def __init__(self, projection: GuardedProjection, take: int) -> None:
+        self.projection = projection
+        self.take = take
+        self.pending: list[faust.EventT[bytes]] = []
+        self.arrived = asyncio.Event()
+        self.room = asyncio.Event()
+        self.batches = self.events = 0
+        self.busy = 0.0
+        self.reported_at = time.monotonic()
+
+    def add(self, event: faust.EventT[bytes]) -> bool:
+        """Gather one event; False once a whole batch waits (the agent then waits for room)."""
+        self.pending.append(event)
+        self.arrived.set()
+        if len(self.pending) < self.take:
+            return True
+        self.room.clear()
+        return False
+
+    async def apply(self, stream: faust.StreamT[bytes]) -> None:
+        while True:
+            await self.arrived.wait()
+            self.arrived.clear()
+            while self.pending:
+                batch = self.pending[: self.take]
+                del self.pending[: self.take]
+                self.room.set()
+                started = time.monotonic()
+                await self.projection.project(
+                    [
+                        Entry(
+                            e.message.topic,
+                            e.message.partition,
+                            e.message.offset,
+                            e.message.key,
+                            e.message.value,
+                        )
+                        for e in batch
+                    ]
+                )
+                for event in batch:
+                    await stream.ack(event)
+                self.report(len(batch), started)
+
+    def report(self, size: int, started: float) -> None:
+        now = time.monotonic()
+        self.batches, self.events = self.batches + 1, self.events + size
+        self.busy += now - started
+        if now - self.reported_at >= REPORT_EVERY_S:
+            log.info(
+                "%s: %d events in %d batches over %.0f s (%.0f/s), %.0f%% of it applying",
+                self.projection.name,
+                self.events,
+                self.batches,
+                now - self.reported_at,
+                self.events / (now - self.reported_at),
+                100 * self.busy / (now - self.reported_at),
+            )
+            self.batches = self.events = 0
+            self.busy, self.reported_at = 0.0, now
+
+
 def install(
     app: faust.App,
     projection: GuardedProjection,
     *,
     take: int = TAKE,
-    within_s: float = WITHIN_S,
     tick_s: float = SNAPSHOT_TICK_S,
 ) -> None:
     """One agent running `projection` over its topics in batches, plus its snapshot timer."""
     read_committed()
+    inline_delivery()
+    # Faust's stream takes one event-loop turn per event: uvloop's turns cost less (bench/
+    # projector.py). Chosen before the worker makes its loop; the engine's workers only.
+    import mode.loop
+
+    mode.loop.use("uvloop")
     channel = app.topic(
         *projection.topics,
         key_type=bytes,
@@ -377,37 +512,22 @@ def install(
     )
 
     async def run(stream: faust.StreamT[bytes]) -> None:
-        batches = events_in = 0
-        busy = 0.0
-        reported_at = time.monotonic()
-        async for events in cast(faust.Stream[bytes], stream).take_events(take, within=within_s):
-            started = time.monotonic()
-            await projection.project(
-                [
-                    Entry(
-                        e.message.topic,
-                        e.message.partition,
-                        e.message.offset,
-                        e.message.key,
-                        e.message.value,
+        # Acknowledged by the applier, once their batch is written.
+        events = cast(faust.Stream[bytes], stream).noack()
+        batches = Batches(projection, take)
+        applier = asyncio.ensure_future(batches.apply(events))
+        try:
+            async for event in events.events():
+                if not batches.add(event):
+                    await asyncio.wait(
+                        [asyncio.ensure_future(batches.room.wait()), applier],
+                        return_when=asyncio.FIRST_COMPLETED,
                     )
-                    for e in events
-                ]
-            )
-            now = time.monotonic()
-            batches, events_in, busy = batches + 1, events_in + len(events), busy + now - started
-            if now - reported_at >= REPORT_EVERY_S:
-                log.info(
-                    "%s: %d events in %d batches over %.0f s (%.0f/s), %.0f%% of it applying",
-                    projection.name,
-                    events_in,
-                    batches,
-                    now - reported_at,
-                    events_in / (now - reported_at),
-                    100 * busy / (now - reported_at),
-                )
-                batches = events_in = 0
-                busy, reported_at = 0.0, now
+                if applier.done():
+                    applier.result()  # its failure is the agent's
+        finally:
+            applier.cancel()
+            await asyncio.gather(applier, return_exceptions=True)
 
     app.agent(channel, name=f"project-{projection.name}")(run)
 

@@ -1,6 +1,6 @@
 """Poison isolation for the projectors: bounded retries, then the one bad record parked.
 
-Both projectors (`processors.views`, `processors.chat_views`) apply what they fetch in
+Every projection of the engine (`processors.engine`) applies what it fetches in
 chunks, each one PostgreSQL transaction holding the rows and the next offsets, and on a
 failed chunk rewind to their checkpoints (memory dropped, the partitions read again). This
 guard decides how to cut what was fetched into chunks and what a failure means:

@@ -1,8 +1,9 @@
 """The chat read side in PostgreSQL (migration 0004): the projector's writes and the API's reads.
 
-The projector (`processors.chat_views`) owns one connection and calls the write side inside
-its batch transaction; the API calls the read side with its pool. Every write is idempotent:
-inserts ignore conflicts, upserts only move a row's version forward, read markers only grow.
+The projector (`snapshots.chatprojection`, run by `processors.engine`) owns one connection
+and calls the write side inside its batch transaction; the API calls the read side with its
+pool. Every write is idempotent: inserts ignore conflicts, upserts only move a row's version
+forward, read markers only grow.
 """
 
 from __future__ import annotations

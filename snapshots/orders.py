@@ -1,8 +1,8 @@
 """The orders and shows projections: what `GET /v1/orders...` and `GET /v1/shows...` read.
 
-Written by `processors.views` (one multi-row statement per table per batch) and read by the
-API. Every upsert is guarded by the stream version, so a batch folded twice after a crash
-leaves the rows exactly as the first time.
+Written by `snapshots.projection` in the projector engine (one multi-row statement per table
+per batch) and read by the API. Every upsert is guarded by the stream version, so a batch
+folded twice after a crash leaves the rows exactly as the first time.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ from producers.envelope import EventRecord
 from producers.registries import TICKETING
 from snapshots.checkpoints import save_checkpoints
 from snapshots.connections import Db, connection
+from snapshots.lines import LineCounts, LineFold, LineWrites, line_counts, write_lines
 from snapshots.orders import ShowListing, orders_by_id, shows_by_id, upsert_orders, upsert_shows
 from snapshots.seatmaps import (
     Snapshot,
@@ -119,9 +120,10 @@ class Writes:
     shows: dict[str, ShowListing] = field(default_factory=dict)
     snapshots: list[Snapshot] = field(default_factory=list)
     checkpoints: dict[int, int] = field(default_factory=dict)
+    lines: LineWrites = field(default_factory=LineWrites)
 
     def __bool__(self) -> bool:
-        return bool(self.orders or self.shows or self.snapshots or self.checkpoints)
+        return bool(self.orders or self.shows or self.snapshots or self.checkpoints or self.lines)
 
 
 class Projection:
@@ -142,6 +144,8 @@ class Projection:
         # Orders adopted or changed since the last settle: the only ones that may have left
         # "held" (scanning every order after every batch would cost more than the batch).
         self._touched: set[str] = set()
+        # The waitlist and waiting-room rows, folded from the same events (snapshots.lines).
+        self._lines = LineFold()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -170,6 +174,14 @@ class Projection:
             ):
                 orders.add(event.order_id)
         return shows, orders
+
+    def line_needs(self, events: Iterable[Event]) -> set[str]:
+        """The shows whose line counters these events need and memory lacks: load them
+        (`snapshots.lines.line_counts`) and `adopt_lines` them."""
+        return self._lines.needs(events)
+
+    def adopt_lines(self, show_id: str, counts: LineCounts | None) -> None:
+        self._lines.adopt(show_id, counts)
 
     # -- seeding from storage ---------------------------------------------------------------
 
@@ -207,6 +219,7 @@ class Projection:
         }
         self._listed -= gone
         self._unsnapshotted -= gone
+        self._lines.forget(gone)
         self._touched = {o for o in self._touched if o in self._orders}
 
     # -- folding ----------------------------------------------------------------------------
@@ -246,6 +259,7 @@ class Projection:
         if changed is not None:
             self._pending.orders[changed.order_id] = changed
             self._touched.add(changed.order_id)
+        self._lines.apply(event)
         self._listed.add(event.show_id)
 
     def _create(self, partition: int, offset: int, event: ShowCreated) -> None:
@@ -262,6 +276,7 @@ class Projection:
             snapshot_version=0,
             snapshot_at=self._clock(),
         )
+        self._lines.apply(event)
         self._listed.add(event.show_id)
         self._unsnapshotted.add(event.show_id)
 
@@ -290,6 +305,7 @@ class Projection:
         seconds after its last snapshot, whichever comes first, and only if it changed.
         """
         writes, self._pending = self._pending, Writes()
+        writes.lines = self._lines.take()
         now = self._clock()
         for show_id in list(self._unsnapshotted):
             live = self._shows[show_id]
@@ -389,9 +405,14 @@ async def fold_batch(
 
 async def load_missing(projection: Projection, db: Db, events: Sequence[Event]) -> None:
     show_ids, order_ids = projection.needs(events)
-    if not show_ids and not order_ids:
+    line_ids = projection.line_needs(events)
+    if not show_ids and not order_ids and not line_ids:
         return
     async with connection(db) as conn:
+        if line_ids:
+            stored = await line_counts(conn, line_ids)
+            for show_id in line_ids:
+                projection.adopt_lines(show_id, stored.get(show_id))
         if show_ids:
             listings = await shows_by_id(conn, show_ids)
             snapshots = await latest_snapshots(conn, listings)
@@ -410,6 +431,7 @@ async def write(conn: AsyncConnection[Any], writes: Writes, topic: str) -> None:
         await upsert_orders(conn, writes.orders.values())
         await upsert_shows(conn, writes.shows.values())
         await write_snapshots(conn, writes.snapshots)
+        await write_lines(conn, writes.lines)
         await save_checkpoints(conn, PROJECTION, topic, writes.checkpoints)
 
 

@@ -6,6 +6,13 @@ folds and SQL the projectors run, into a fresh PostgreSQL schema with the migrat
 the catalogue, the orders and a snapshot of every seat map at its latest version; the
 conversations, members with read markers, history, buddies and blocks.
 
+Side by side: every partition of every journal is replayed on its own (a stream lives in one
+partition, so nothing a projector folds spans two), as many at once as there are cores: one
+in this process and the others in spawned worker processes, which report their progress
+(drawn here, one line per journal) and stop at a batch boundary when asked (Ctrl-C,
+`stop_after`). A program calling `rebuild` must guard its main module (`if __name__ ==
+"__main__"`), as spawned processes import it again.
+
 Resumable. Like the projectors, each batch's rows and the next offsets of its partitions are
 one transaction (`projection_offsets` of the replay schema), so an interrupted replay is
 continued with `resume=True` from where its last batch committed, by the projectors' own
@@ -26,31 +33,37 @@ import asyncio
 import contextlib
 import dataclasses
 import math
+import multiprocessing
+import os
 import secrets
+import signal
+import threading
 import time
-import uuid
+from collections import deque
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+import orjson
 import psycopg
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from psycopg import sql
 
 from boxoffice.settings import Settings
 from domain.chat.events import ConversationEvent, SocialEvent
 from domain.ticketing.views import OrderView, SeatMapView
-from processors.chat_views import PROJECTION as CHAT_PROJECTION
-from processors.chat_views import ConversationChanges, ConversationFold, fold_social
 from producers.codec import DecodeError
-from producers.envelope import EventRecord
 from producers.journal import JournalUnavailableError
-from producers.registries import CONVERSATIONS, SOCIAL
 from producers.topics import CHAT_EVENTS, SHOW_EVENTS, SOCIAL_EVENTS, partitions_of
 from snapshots import chat as store
+from snapshots.chatprojection import PROJECTION as CHAT_PROJECTION
+from snapshots.chatprojection import ConversationFold, fold_social, project_conversations
+from snapshots.chatprojection import decode as decode_chat_entry
 from snapshots.checkpoints import load_checkpoints, save_checkpoints
 from snapshots.database import conninfo, migrate
+from snapshots.lines import line_differences
 from snapshots.orders import ShowListing, all_orders, shows
 from snapshots.projection import (
     PROJECTION,
@@ -64,7 +77,12 @@ from snapshots.projection import (
     write,
 )
 from snapshots.seatmaps import latest_snapshot
-from snapshots.timetravel import VersionNotFoundError, seatmap_at
+from snapshots.timetravel import (
+    VersionNotFoundError,
+    journal_consumer,
+    read_entries,
+    seatmap_at,
+)
 
 # Differences listed in full; past this only counted.
 SHOWN_DIFFERENCES = 50
@@ -156,19 +174,7 @@ class JournalReader:
         self.topic = topic
         self.batch_size = batch_size
         self.timeout_s = timeout_s
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                # Never joined nor committed (assign only): librdkafka just wants a name.
-                "group.id": f"{settings.topic_prefix}.replay.{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "isolation.level": "read_committed",
-                "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": 20,
-                "log_level": 2,
-            }
-        )
+        self.consumer = journal_consumer(settings, "replay")
         try:
             self.ends = {
                 p: self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[
@@ -186,50 +192,20 @@ class JournalReader:
         self.consumer.close()
 
     def batches(self) -> Generator[list[JournalEntry], None, None]:
-        reading = {p for p, start in self.starts.items() if start < self.ends[p]}
         try:
-            if not reading:
-                return
-            self.consumer.assign(
-                [TopicPartition(self.topic, p, self.starts[p]) for p in sorted(reading)]
+            yield from read_entries(
+                self.consumer,
+                self.topic,
+                self.starts,
+                self.timeout_s,
+                self.batch_size,
+                ends=self.ends,
             )
-            heard = time.monotonic()
-            while reading:
-                messages = self.consumer.consume(self.batch_size, 0.1)
-                if messages:
-                    heard = time.monotonic()
-                elif time.monotonic() - heard > self.timeout_s:
-                    raise JournalUnavailableError(
-                        f"no answer from the journal {self.topic} within {self.timeout_s:.0f} s"
-                    )
-                batch: list[JournalEntry] = []
-                for message in messages:
-                    partition = message.partition()
-                    err = message.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            reading.discard(partition)
-                        elif err.fatal():
-                            raise JournalUnavailableError(str(err))
-                        continue
-                    offset = message.offset()
-                    if partition not in reading or offset is None:
-                        continue
-                    if offset >= self.ends[partition]:
-                        reading.discard(partition)
-                        continue
-                    if offset + 1 >= self.ends[partition]:
-                        reading.discard(partition)
-                    batch.append(JournalEntry(partition, offset, message.key(), message.value()))
-                if batch:
-                    yield batch
         finally:
             self.close()
 
 
-async def _batches(
-    reader: JournalReader, progress: Progress
-) -> AsyncGenerator[list[JournalEntry], None]:
+async def _batches(reader: JournalReader) -> AsyncGenerator[list[JournalEntry], None]:
     """The reader's batches, the next one read (in a thread) while the caller folds this one."""
     it = reader.batches()
     ahead = asyncio.ensure_future(asyncio.to_thread(next, it, None))
@@ -237,8 +213,6 @@ async def _batches(
         while (batch := await ahead) is not None:
             ahead = asyncio.ensure_future(asyncio.to_thread(next, it, None))
             yield batch
-            progress.advance(batch)
-        progress.close()
     finally:
         if not ahead.done():
             with contextlib.suppress(Exception):
@@ -249,45 +223,81 @@ async def _batches(
 class Progress:
     """One carriage-return line per journal on `out`: entries done / total, entries/s, ETA.
 
-    Counted in offsets (a transaction marker takes one too), so done reaches total exactly."""
+    Its partitions are replayed side by side, each in a worker process, and report here as
+    they begin and after every batch. Counted in offsets (a transaction marker takes one
+    too), so done reaches total exactly. Before a partition begins, its start is taken from
+    the replay's checkpoints (a resumed show partition may re-read a little more)."""
 
     def __init__(
         self,
         label: str,
-        reader: JournalReader,
+        starts: Mapping[int, int],
+        ends: Mapping[int, int],
         out: TextIO | None,
         every_s: float = PROGRESS_EVERY_S,
     ) -> None:
         self.label = self.topic = label
         self.out = out
         self.every_s = every_s
-        self.total = reader.total
-        self.starts = dict(reader.starts)
-        self.at = dict(reader.starts)
-        self.entries = 0
-        self.began = time.monotonic()
+        self.starts = {p: min(start, ends[p]) for p, start in starts.items()}
+        self.ends = dict(ends)
+        self.at = dict(self.starts)
+        self.read = dict.fromkeys(starts, 0)
+        self.open = set(starts)
+        self.began: float | None = None
+        self.ended: float | None = None
         self.drawn = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.ends[p] - self.starts[p] for p in self.ends)
 
     @property
     def done(self) -> int:
         return sum(self.at[p] - self.starts[p] for p in self.at)
 
-    def advance(self, batch: Sequence[JournalEntry]) -> None:
-        for entry in batch:
-            self.at[entry.partition] = entry.offset + 1
-        self.entries += len(batch)
+    @property
+    def entries(self) -> int:
+        return sum(self.read.values())
+
+    @property
+    def seconds(self) -> float:
+        """From the first partition begun to the last one finished (or now)."""
+        if self.began is None:
+            return 0.0
+        return (self.ended or time.monotonic()) - self.began
+
+    def begin(self, partition: int, start: int, end: int) -> None:
+        if self.began is None:
+            self.began = time.monotonic()
+        self.starts[partition] = self.at[partition] = start
+        self.ends[partition] = end
+
+    def advance(self, partition: int, at: int, read: int) -> None:
+        """Partition `partition` is read up to `at` (exclusive), `read` entries in all."""
+        if partition not in self.open:
+            return
+        self.at[partition] = max(self.at[partition], at)
+        self.read[partition] = max(self.read[partition], read)
         now = time.monotonic()
         if now - self.drawn >= self.every_s:
             self.drawn = now
             self._draw(self.done, final=False)
 
-    def close(self) -> None:
-        self._draw(self.total, final=True)
+    def finish(self, partition: int, at: int, read: int) -> None:
+        if self.began is None:
+            self.began = time.monotonic()
+        self.at[partition] = max(self.at[partition], at)
+        self.read[partition] = read
+        self.open.discard(partition)
+        if not self.open:
+            self.ended = time.monotonic()
+            self._draw(self.total, final=True)
 
     def _draw(self, done: int, final: bool) -> None:
         if self.out is None:
             return
-        elapsed = max(time.monotonic() - self.began, 1e-6)
+        elapsed = max(self.seconds, 1e-6)
         rate = self.entries / elapsed
         if final:
             tail = f"in {elapsed:.1f} s"
@@ -302,27 +312,89 @@ class Progress:
         self.out.flush()
 
 
-class _Budget:
-    """`stop_after`: an interruption after that many entries, at a batch boundary (for tests)."""
-
-    def __init__(self, schema: str, stop_after: int | None, batch_size: int) -> None:
-        self.schema = schema
-        self.batch_size = batch_size
-        self.left = stop_after
-        self.spent = 0
-        self.journals: list[JournalStats] = []
-
-    def read(self, progress: Progress) -> None:
-        elapsed = time.monotonic() - progress.began
-        self.journals.append(JournalStats(progress.topic, progress.entries, elapsed))
-
-    def spend(self, entries: int) -> None:
-        self.spent += entries
-        if self.left is not None and self.spent >= self.left:
-            raise ReplayInterruptedError(self.schema, self.spent)
-
-
 # -- rebuilding ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Task:
+    """One partition of one journal, for a worker process to replay."""
+
+    journal: str  # "shows", "chat" or "social"
+    topic: str
+    partition: int
+    timeout_s: float
+    batch_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """What a worker made of its partition."""
+
+    topic: str
+    partition: int
+    read: int
+    # The partition's next offset in the replay's checkpoints: all before it is replayed.
+    cut: int
+    poison: tuple[Poison, ...]
+    # Stopped at a batch boundary before the partition's end (`stop_after`, an interrupt).
+    stopped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Lane:
+    """Where a partition's replay reports (messages `(topic, partition, start, end, None)` when
+    it begins, `(topic, partition, at, read)` after every batch), and the flag asking it to
+    stop at its next batch boundary."""
+
+    send: Callable[[tuple[Any, ...]], None]
+    stop: Any  # a multiprocessing Event
+
+
+# A worker process's lane to the coordinator ("lane"), set by `_worker_init`.
+_WORKER: dict[str, _Lane] = {}
+
+
+def _worker_init(reports: Any, stop: Any) -> None:
+    _WORKER["lane"] = _Lane(reports.put, stop)
+    # Ctrl-C reaches the whole process group: the coordinator alone decides, and asks the
+    # workers to stop after the batch they are in (which commits, so nothing is lost).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _replay_partition(settings: Settings, schema: str, task: _Task) -> _Done:
+    """In a worker process: one partition of one journal into the replay schema."""
+    return asyncio.run(_replay_partition_async(settings, schema, task, _WORKER["lane"]))
+
+
+async def _replay_partition_async(
+    settings: Settings, schema: str, task: _Task, lane: _Lane
+) -> _Done:
+    target = settings.model_copy(update={"pg_schema": schema})
+    async with await psycopg.AsyncConnection.connect(conninfo(target), autocommit=True) as conn:
+        if task.journal == "shows":
+            return await _replay_shows(settings, conn, task, lane)
+        return await _replay_chat(settings, conn, task, lane)
+
+
+class _Report:
+    """A partition as the coordinator sees it: where it began, how far it is."""
+
+    def __init__(self, task: _Task, reader: JournalReader, lane: _Lane) -> None:
+        self.task = task
+        self.lane = lane
+        self.read = 0
+        self.at = reader.starts[task.partition]
+        self.end = reader.ends[task.partition]
+        lane.send((task.topic, task.partition, self.at, self.end, None))
+
+    def advance(self, batch: Sequence[JournalEntry]) -> None:
+        self.read += len(batch)
+        self.at = batch[-1].offset + 1
+        self.lane.send((self.task.topic, self.task.partition, self.at, self.read))
+
+    @property
+    def stopping(self) -> bool:
+        return bool(self.lane.stop.is_set()) and self.at < self.end
 
 
 async def rebuild(
@@ -334,20 +406,79 @@ async def rebuild(
     progress: TextIO | None = None,
     stop_after: int | None = None,
     batch_size: int = READ_BATCH,
+    workers: int | None = None,
 ) -> Rebuilt:
     """Fold every journal into a fresh schema (created and migrated here), or, with `resume`,
-    continue an interrupted replay into `schema` from the offsets it had committed."""
+    continue an interrupted replay into `schema` from the offsets it had committed.
+
+    Every partition of every journal is replayed on its own, `workers` at once (by default
+    one per core: this process and worker processes beside it), since nothing a projector
+    folds spans partitions: a stream lives in one. `stop_after` (for tests) asks them to stop at
+    their next batch boundary once that many entries are folded in all, and then raises
+    ReplayInterruptedError."""
     if resume and (
         schema is None or not await asyncio.to_thread(is_replay_schema, settings, schema)
     ):
         raise ReplayError(f"there is no replay schema {schema!r} to resume")
     schema = schema or replay_schema()
     target = settings.model_copy(update={"pg_schema": schema})
+    pool = _Workers(max(1, workers or os.cpu_count() or 1) - 1)
+    try:
+        return await _rebuild(
+            settings,
+            schema,
+            target,
+            pool,
+            timeout_s=timeout_s,
+            progress=progress,
+            stop_after=stop_after,
+            batch_size=batch_size,
+        )
+    finally:
+        pool.close()
+
+
+async def _rebuild(
+    settings: Settings,
+    schema: str,
+    target: Settings,
+    pool: _Workers,
+    *,
+    timeout_s: float,
+    progress: TextIO | None,
+    stop_after: int | None,
+    batch_size: int,
+) -> Rebuilt:
     await asyncio.to_thread(migrate, target)
-    budget = _Budget(schema, stop_after, batch_size)
+    journals = (
+        ("shows", SHOW_EVENTS, PROJECTION),
+        ("chat", CHAT_EVENTS, CHAT_PROJECTION),
+        ("social", SOCIAL_EVENTS, CHAT_PROJECTION),
+    )
+    topics = [journal.name(settings) for _, journal, _ in journals]
+    partitions = await asyncio.to_thread(partitions_of, settings, topics)
     async with await psycopg.AsyncConnection.connect(conninfo(target), autocommit=True) as conn:
-        poison, cut = await _replay_shows(settings, conn, timeout_s, progress, budget)
-        chat_poison, chat_cut = await _replay_chat(settings, conn, timeout_s, progress, budget)
+        tasks: list[tuple[int, _Task]] = []
+        meters: dict[str, Progress] = {}
+        for (name, _, projection), topic in zip(journals, topics, strict=True):
+            ends = await asyncio.to_thread(_ends, settings, topic, partitions[topic], timeout_s)
+            checkpoints = await load_checkpoints(conn, projection, topic)
+            starts = {p: checkpoints.get(p, 0) for p in partitions[topic]}
+            meters[topic] = Progress(topic, starts, ends, progress)
+            tasks += [
+                (ends[p] - starts[p], _Task(name, topic, p, timeout_s, batch_size))
+                for p in partitions[topic]
+            ]
+        # The journals in order (the show journal first, as a replay always read them), and
+        # within each the biggest partition first: the last to start are the short ones.
+        tasks.sort(key=lambda sized: (topics.index(sized[1].topic), -sized[0]))
+        done = await pool.run(
+            settings,
+            schema,
+            [t for _, t in tasks],
+            meters,
+            stop_after,
+        )
         cursor = await conn.execute(
             "SELECT (SELECT count(*) FROM shows), (SELECT count(*) FROM orders),"
             " (SELECT count(*) FROM conversations), (SELECT count(*) FROM messages),"
@@ -355,19 +486,26 @@ async def rebuild(
         )
         counts = await cursor.fetchone()
     assert counts is not None
+    entries = sum(meter.entries for meter in meters.values())
+    if any(d.stopped for d in done):
+        raise ReplayInterruptedError(schema, entries)
+    done.sort(key=lambda d: (topics.index(d.topic), d.partition))
+    shows_topic = topics[0]
     return Rebuilt(
         schema=schema,
-        entries=budget.spent,
+        entries=entries,
         shows=counts[0],
         orders=counts[1],
-        poison=tuple(poison),
-        cut=cut,
-        chat_cut=chat_cut,
-        chat_poison=tuple(chat_poison),
+        poison=tuple(p for d in done if d.topic == shows_topic for p in d.poison),
+        cut={d.partition: d.cut for d in done if d.topic == shows_topic},
+        chat_cut={
+            topic: {d.partition: d.cut for d in done if d.topic == topic} for topic in topics[1:]
+        },
+        chat_poison=tuple((d.topic, p) for d in done if d.topic != shows_topic for p in d.poison),
         conversations=counts[2],
         messages=counts[3],
         users=counts[4],
-        journals=tuple(budget.journals),
+        journals=tuple(JournalStats(t, meters[t].entries, meters[t].seconds) for t in topics),
     )
 
 
@@ -383,140 +521,214 @@ def is_replay_schema(settings: Settings, schema: str) -> bool:
     return row is not None
 
 
+def _ends(
+    settings: Settings, topic: str, partitions: Sequence[int], timeout_s: float
+) -> dict[int, int]:
+    reader = JournalReader(settings, topic, dict.fromkeys(partitions, 0), timeout_s)
+    reader.close()
+    return reader.ends
+
+
+class _Workers:
+    """The lanes a replay's partitions run in: the coordinating process itself, beside its
+    event loop's other work (drawing progress), and `count` worker processes (spawned: the
+    coordinator holds threads and an event loop). The processes are started before the
+    replay knows its tasks, so they import while the schema is migrated and the journals
+    measured; the coordinator's own lane costs no start-up at all."""
+
+    def __init__(self, count: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.count = count
+        self.reports = context.SimpleQueue()
+        self.stop = context.Event()
+        self.pool: ProcessPoolExecutor | None = None
+        if count == 0:
+            return
+        self.pool = ProcessPoolExecutor(
+            count, context, initializer=_worker_init, initargs=(self.reports, self.stop)
+        )
+        # One submission per process: each starts one (they start on demand). Ctrl-C reaches
+        # the whole process group, and a worker still importing would die of it: they are
+        # started with SIGINT ignored (kept across exec), and only the coordinator decides.
+        ignoring = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if ignoring else None
+        try:
+            for _ in range(count):
+                self.pool.submit(_ready)
+        finally:
+            if ignoring:
+                signal.signal(signal.SIGINT, previous)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    async def run(
+        self,
+        settings: Settings,
+        schema: str,
+        tasks: Sequence[_Task],
+        meters: Mapping[str, Progress],
+        stop_after: int | None,
+    ) -> list[_Done]:
+        """The tasks (in this order, each to the next free lane), their progress drawn as
+        they report it. Any lane's error is raised here, the others asked to stop at their
+        next batch boundary."""
+
+        def receive(message: tuple[Any, ...]) -> None:
+            topic, partition, at, *rest = message
+            if rest[-1] is None:
+                meters[topic].begin(partition, at, rest[0])
+            else:
+                meters[topic].advance(partition, at, rest[0])
+            if stop_after is not None and sum(m.entries for m in meters.values()) >= stop_after:
+                self.stop.set()
+
+        here = _Lane(receive, self.stop)
+        loop = asyncio.get_running_loop()
+        waiting = deque(tasks)
+        away: set[asyncio.Future[_Done]] = set()
+        local: asyncio.Future[_Done] | None = None
+        done: list[_Done] = []
+        try:
+            while waiting or away or local is not None:
+                if local is None and waiting:
+                    local = asyncio.ensure_future(
+                        _replay_partition_async(settings, schema, waiting.popleft(), here)
+                    )
+                while self.pool is not None and waiting and len(away) < self.count:
+                    away.add(
+                        loop.run_in_executor(
+                            self.pool,
+                            _replay_partition,
+                            settings,
+                            schema,
+                            waiting.popleft(),
+                        )
+                    )
+                running = away | ({local} if local is not None else set())
+                finished, _ = await asyncio.wait(
+                    running, timeout=0.1, return_when=asyncio.FIRST_COMPLETED
+                )
+                # SimpleQueue: a report is in the pipe before its worker's result is sent, so
+                # a partition's reports are all read by the time its result is.
+                while not self.reports.empty():
+                    receive(self.reports.get())
+                for future in finished:
+                    if future is local:
+                        local = None
+                    away.discard(future)
+                    result = future.result()
+                    meters[result.topic].finish(result.partition, result.cut, result.read)
+                    done.append(result)
+        except BaseException:
+            self.stop.set()
+            for future in away:
+                future.cancel()
+            if local is not None:
+                # Stopped mid-batch: its transaction rolls back, the committed ones stay.
+                local.cancel()
+                await asyncio.gather(local, return_exceptions=True)
+            raise
+        return done
+
+
+def _ready() -> None:
+    """A worker's first task: nothing; it has imported the replay by then."""
+
+
 async def _replay_shows(
-    settings: Settings,
-    conn: psycopg.AsyncConnection[Any],
-    timeout_s: float,
-    out: TextIO | None,
-    budget: _Budget,
-) -> tuple[list[Poison], dict[int, int]]:
-    """The show journal through the ticketing projector's fold and writes, recovering as it does
-    from the checkpoints and snapshots already in the schema."""
-    topic = SHOW_EVENTS.name(settings)
-    partitions = (await asyncio.to_thread(partitions_of, settings, [topic]))[topic]
+    settings: Settings, conn: psycopg.AsyncConnection[Any], task: _Task, lane: _Lane
+) -> _Done:
+    """A partition of the show journal through the ticketing projector's fold and writes,
+    recovering as it does from the checkpoints and snapshots already in the schema."""
+    topic, partition = task.topic, task.partition
     # Snapshots where the projector must have them (a new show), every few seconds for a
     # resume, and at the end.
     projection = Projection(snapshot_every_events=2**62, snapshot_every_s=RESUME_SNAPSHOT_S)
     checkpoints = await load_checkpoints(conn, PROJECTION, topic)
-    starts: dict[int, int] = {}
-    for partition in partitions:
-        restored = await shows_to_restore(conn, partition)
-        for listing, snapshot in restored:
-            projection.adopt(listing, snapshot)
-        starts[partition] = seek_offset(checkpoints.get(partition, 0), restored)
+    restored = await shows_to_restore(conn, partition)
+    for listing, snapshot in restored:
+        projection.adopt(listing, snapshot)
+    starts = {partition: seek_offset(checkpoints.get(partition, 0), restored)}
     reader = await asyncio.to_thread(
-        JournalReader, settings, topic, starts, timeout_s, budget.batch_size
+        JournalReader, settings, topic, starts, task.timeout_s, task.batch_size
     )
+    report = _Report(task, reader, lane)
     poison: list[Poison] = []
-    progress = Progress(topic, reader, out)
-    async with contextlib.aclosing(_batches(reader, progress)) as batches:
+    async with contextlib.aclosing(_batches(reader)) as batches:
         async for batch in batches:
             poison += await fold_batch(projection, conn, batch, checkpoints)
             await write(conn, projection.take_writes(), topic)
             projection.settle()
-            budget.spend(len(batch))
+            report.advance(batch)
+            if report.stopping:
+                # As if it had crashed here: the resume recovers from what is committed.
+                return _Done(topic, partition, report.read, report.at, tuple(poison), True)
     await write(conn, projection.take_writes(force_snapshots=True), topic)
-    budget.read(progress)
-    # Every partition, read or empty: whatever comes after the cut moved on after the replay.
     done = await load_checkpoints(conn, PROJECTION, topic)
-    return poison, {p: done.get(p, 0) for p in partitions}
+    return _Done(topic, partition, report.read, done.get(partition, 0), tuple(poison), False)
 
 
 async def _replay_chat(
-    settings: Settings,
-    conn: psycopg.AsyncConnection[Any],
-    timeout_s: float,
-    out: TextIO | None,
-    budget: _Budget,
-) -> tuple[list[tuple[str, Poison]], dict[str, dict[int, int]]]:
-    """The conversation and social journals through the chat projector's folds and SQL: rows
-    and checkpoints in one transaction per batch, views cached between batches and read back
-    from the rows when missing (after a resume, say)."""
+    settings: Settings, conn: psycopg.AsyncConnection[Any], task: _Task, lane: _Lane
+) -> _Done:
+    """A partition of the conversation or social journal through the chat projector's folds
+    and SQL: rows and checkpoints in one transaction per batch, views cached between batches
+    and read back from the rows when missing (after a resume, say)."""
+    topic, partition, social = task.topic, task.partition, task.journal == "social"
     fold = ConversationFold(settings.snapshot_every_events, settings.snapshot_every_s)
-    poison: list[tuple[str, Poison]] = []
-    cut: dict[str, dict[int, int]] = {}
-    for journal in (CHAT_EVENTS, SOCIAL_EVENTS):
-        topic = journal.name(settings)
-        social = journal is SOCIAL_EVENTS
-        partitions = (await asyncio.to_thread(partitions_of, settings, [topic]))[topic]
-        checkpoints = await load_checkpoints(conn, CHAT_PROJECTION, topic)
-        starts = {p: checkpoints.get(p, 0) for p in partitions}
-        reader = await asyncio.to_thread(
-            JournalReader, settings, topic, starts, timeout_s, budget.batch_size
-        )
-        progress = Progress(topic, reader, out)
-        async with contextlib.aclosing(_batches(reader, progress)) as batches:
-            async for batch in batches:
-                chat: list[tuple[ConversationEvent, int, int]] = []
-                socials: list[SocialEvent] = []
-                for entry in batch:
-                    try:
-                        event = decode_chat(entry.value, social)
-                    except DecodeError as exc:
-                        poison.append((topic, Poison(entry, f"undecodable: {exc}")))
-                        continue
-                    if isinstance(event, SocialEvent):
-                        socials.append(event)
-                    else:
-                        chat.append((event, entry.partition, entry.offset))
-                next_offsets = {entry.partition: entry.offset + 1 for entry in batch}
-                async with conn.transaction():
-                    if chat:
-                        await project_conversations(conn, fold, chat)
-                    if socials:
-                        versions = await store.social_versions(conn, {e.user for e in socials})
-                        await store.write_social(conn, fold_social(versions, socials))
-                    await store.insert_snapshots(conn, fold.due_snapshots())
-                    await save_checkpoints(conn, CHAT_PROJECTION, topic, next_offsets)
-                fold.trim()
-                budget.spend(len(batch))
-        budget.read(progress)
-        done = await load_checkpoints(conn, CHAT_PROJECTION, topic)
-        cut[topic] = {p: done.get(p, 0) for p in partitions}
-    return poison, cut
+    checkpoints = await load_checkpoints(conn, CHAT_PROJECTION, topic)
+    starts = {partition: checkpoints.get(partition, 0)}
+    reader = await asyncio.to_thread(
+        JournalReader, settings, topic, starts, task.timeout_s, task.batch_size
+    )
+    report = _Report(task, reader, lane)
+    poison: list[Poison] = []
+    async with contextlib.aclosing(_batches(reader)) as batches:
+        async for batch in batches:
+            chat: list[tuple[ConversationEvent, int, int]] = []
+            socials: list[SocialEvent] = []
+            for entry in batch:
+                try:
+                    event = decode_chat(entry.value, social)
+                except DecodeError as exc:
+                    poison.append(Poison(entry, f"undecodable: {exc}"))
+                    continue
+                if isinstance(event, SocialEvent):
+                    socials.append(event)
+                else:
+                    chat.append((event, entry.partition, entry.offset))
+            async with conn.transaction():
+                if chat:
+                    await project_conversations(conn, fold, chat)
+                if socials:
+                    versions = await store.social_versions(conn, {e.user for e in socials})
+                    await store.write_social(conn, fold_social(versions, socials))
+                await store.insert_snapshots(conn, fold.due_snapshots())
+                await save_checkpoints(
+                    conn, CHAT_PROJECTION, topic, {partition: batch[-1].offset + 1}
+                )
+            fold.trim()
+            report.advance(batch)
+            if report.stopping:
+                return _Done(topic, partition, report.read, report.at, tuple(poison), True)
+    done = await load_checkpoints(conn, CHAT_PROJECTION, topic)
+    return _Done(topic, partition, report.read, done.get(partition, 0), tuple(poison), False)
 
 
 def decode_chat(raw: bytes | None, social: bool) -> ConversationEvent | SocialEvent:
     """The event of a conversation (or, with `social`, a social) journal entry, checked as the
     chat projector checks it; DecodeError if it is not a sound one."""
-    entry = EventRecord.decode(raw)
     # PostgreSQL text cannot hold NUL: the projector parks such an event (PostgreSQL refuses
-    # it); here it is poison at once rather than a failed replay.
-    if raw is not None and b"\\u0000" in raw and _has_nul(entry.event):
-        raise DecodeError("a string holds a NUL character")
-    event: ConversationEvent | SocialEvent
-    if social:
-        decoded = SOCIAL.from_dict(entry.event)
-        if not isinstance(decoded, SocialEvent):
-            raise DecodeError(f"{type(decoded).__name__} is not a social event")
-        event, stream = decoded, decoded.user
-    else:
-        decoded = CONVERSATIONS.from_dict(entry.event)
-        if not isinstance(decoded, ConversationEvent):
-            raise DecodeError(f"{type(decoded).__name__} is not a conversation event")
-        event, stream = decoded, decoded.conversation_id
-    if stream != entry.stream_id or event.version != entry.version:
-        raise DecodeError("the event does not match its record's stream or version")
-    return event
-
-
-async def project_conversations(
-    conn: psycopg.AsyncConnection[Any],
-    fold: ConversationFold,
-    events: Sequence[tuple[ConversationEvent, int, int]],
-) -> None:
-    """One batch of conversation events into the rows, by the projector's fold and SQL."""
-    missing = fold.missing([e.conversation_id for e, _, _ in events])
-    if missing:
-        fold.load(await store.load_views(conn, missing))
-    changes = ConversationChanges()
-    for event, partition, offset in events:
-        fold.apply(changes, event, partition, offset)
-    await store.insert_messages(conn, changes.messages)
-    await store.upsert_conversations(conn, changes.views.values(), changes.starts)
-    upserts, deletes = changes.member_rows()
-    await store.upsert_members(conn, upserts)
-    await store.delete_members(conn, deletes)
+    # it); here it is poison at once rather than a failed replay. Rare: the JSON escape is
+    # looked for first, and only then the event parsed for it.
+    if raw is not None and b"\\u0000" in raw:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            data = orjson.loads(raw)
+            if isinstance(data, dict) and _has_nul(data.get("event")):
+                raise DecodeError("a string holds a NUL character")
+    return decode_chat_entry(raw, social)
 
 
 async def verify(settings: Settings, rebuilt: Rebuilt, wait_s: float = 30.0) -> list[str]:
@@ -546,6 +758,7 @@ async def verify(settings: Settings, rebuilt: Rebuilt, wait_s: float = 30.0) -> 
         differences += order_differences(
             await all_orders(copy), await all_orders(live), cut_versions, listed, rebuilt.cut
         )
+        differences += await line_differences(copy, live, cut_versions)
         differences += await _chat_differences(settings, live, rebuilt, wait_s)
     return differences
 

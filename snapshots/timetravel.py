@@ -58,11 +58,20 @@ def read_journal(
     if not starts:
         return
     topic = SHOW_EVENTS.name(settings)
-    consumer = Consumer(
+    consumer = journal_consumer(settings, "journal-reader")
+    try:
+        yield from read_entries(consumer, topic, starts, timeout_s)
+    finally:
+        consumer.close()
+
+
+def journal_consumer(settings: Settings, purpose: str) -> Consumer:
+    """A consumer for reading journals by assignment (read_committed, no consumer group)."""
+    return Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,
             # Never joined nor committed (assign only): librdkafka just wants a name.
-            "group.id": f"{settings.topic_prefix}.journal-reader.{uuid.uuid4().hex}",
+            "group.id": f"{settings.topic_prefix}.{purpose}.{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "isolation.level": "read_committed",
@@ -75,41 +84,65 @@ def read_journal(
             "log_level": 2,
         }
     )
-    try:
-        consumer.assign([TopicPartition(topic, p, offset) for p, offset in starts.items()])
-        reading = set(starts)
-        heard = time.monotonic()
-        while reading:
-            # consume() with a timeout waits for a full batch; drain what is there instead,
-            # and block (briefly) only when nothing is.
-            messages = consumer.consume(READ_BATCH, 0)
-            if not messages:
-                waited = consumer.poll(0.1)
-                messages = [] if waited is None else [waited]
-            if messages:
-                heard = time.monotonic()
-            elif time.monotonic() - heard > timeout_s:
-                raise JournalUnavailableError(
-                    f"no answer from the journal {topic} within {timeout_s:.0f} s"
-                )
-            batch: list[JournalEntry] = []
-            for message in messages:
-                partition = message.partition()
-                err = message.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        reading.discard(partition)
-                    elif err.fatal():
-                        raise JournalUnavailableError(str(err))
+
+
+def read_entries(
+    consumer: Consumer,
+    topic: str,
+    starts: Mapping[int, int],
+    timeout_s: float,
+    batch_size: int = READ_BATCH,
+    *,
+    ends: Mapping[int, int] | None = None,
+) -> Iterator[list[JournalEntry]]:
+    """Batches of the committed entries of `topic` through `consumer` (assigned here), from
+    `starts[partition]` up to the end each partition has when the reader gets there, or, with
+    `ends`, up to those offsets (exclusive). The reading loop of the time-travel reads and of
+    replay (`snapshots.replay.JournalReader`).
+
+    Raises JournalUnavailableError when nothing arrives for `timeout_s`.
+    """
+    reading = {p for p, start in starts.items() if ends is None or start < ends[p]}
+    if not reading:
+        return
+    consumer.assign([TopicPartition(topic, p, starts[p]) for p in sorted(reading)])
+    heard = time.monotonic()
+    while reading:
+        # consume() with a timeout waits for a full batch (and so the last, partial one of a
+        # partition always costs the whole timeout); drain what is there instead, and block
+        # (briefly) only when nothing is.
+        messages = consumer.consume(batch_size, 0)
+        if not messages:
+            waited = consumer.poll(0.1)
+            messages = [] if waited is None else [waited]
+        if messages:
+            heard = time.monotonic()
+        elif time.monotonic() - heard > timeout_s:
+            raise JournalUnavailableError(
+                f"no answer from the journal {topic} within {timeout_s:.0f} s"
+            )
+        batch: list[JournalEntry] = []
+        for message in messages:
+            partition = message.partition()
+            err = message.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    reading.discard(partition)
+                elif err.fatal():
+                    raise JournalUnavailableError(str(err))
+                continue
+            offset = message.offset()
+            if partition not in reading or offset is None:
+                continue
+            if ends is not None:
+                if offset >= ends[partition]:
+                    reading.discard(partition)
                     continue
-                offset = message.offset()
-                if partition not in reading or offset is None:
-                    continue
-                batch.append(JournalEntry(partition, offset, message.key(), message.value()))
-            if batch:
-                yield batch
-    finally:
-        consumer.close()
+                if offset + 1 >= ends[partition]:
+                    reading.discard(partition)
+            batch.append(JournalEntry(partition, offset, message.key(), message.value()))
+        if batch:
+            yield batch
 
 
 def fold_from_journal(

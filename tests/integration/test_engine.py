@@ -8,21 +8,20 @@ again to a fresh engine (a crash before any offset reached Kafka) changes nothin
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
-from boxoffice.settings import PROJECT_ROOT, Settings
+from boxoffice.settings import Settings
 from processors.engine import Entry, TicketingViews, read_range
 from producers.topics import SHOW_EVENTS
 from snapshots.checkpoints import load_checkpoints
 from snapshots.database import conninfo
 from snapshots.projection import PROJECTION
 from stack.processes import Daemon
-from stack.services import settings_env
+from tests.integration.engine_workers import engine_daemon, start_engine
 from tests.integration.test_views import (  # noqa: F401  (env and db are fixtures)
     assert_projected,
     db,
@@ -40,14 +39,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def worker(env: Settings) -> Iterator[Daemon]:  # noqa: F811
-    marker = "processors views worker"
-    daemon = Daemon("engine-views-under-test", env.run_dir, env.log_dir, marker=marker)
+    daemon = engine_daemon(env, "engine-views-under-test", "views")
     daemon.stop(timeout_s=10)
-    daemon.start(
-        [sys.executable, "-m", *marker.split(), "-l", "info", "--without-web"],
-        env=settings_env(env),
-        cwd=PROJECT_ROOT,
-    )
+    start_engine(daemon, env, "views")
     try:
         yield daemon
     finally:

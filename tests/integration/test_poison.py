@@ -1,9 +1,10 @@
 """Poison on every journal, on the real broker and database: raw records written straight onto
 the show, conversation and social journals (bytes that do not decode, an unknown event type,
 valid envelopes whose values PostgreSQL refuses, an event no stream can follow), then good
-events after them in the same partitions. Both projectors catch up past them, each poison is
-on the dead-letter topic with its origin, and a decider rebuilding from those journals parks
-what it cannot fold and goes on.
+events after them in the same partitions. Both projectors (the projector engine's Faust
+workers, `python -m processors views|chatviews worker`, as the stack runs them) catch up past
+them, each poison is on the dead-letter topic with its origin, and a decider rebuilding from
+those journals parks what it cannot fold and goes on.
 
 The processes under test run on topics and a schema of their own, so nothing here disturbs
 the session's stack, and its poison never reaches another test's views.
@@ -38,15 +39,15 @@ from producers.topics import (
     ensure_topics,
     partitions_of,
 )
+from snapshots.chatprojection import PROJECTION as CHAT_VIEWS
 from snapshots.database import conninfo, migrate
 from snapshots.projection import PROJECTION as VIEWS
 from stack.processes import Daemon
 from stack.services import settings_env
+from tests.integration.engine_workers import ENGINE_COMPONENTS, engine_daemon, start_engine
 from tests.unit.snapshots.journals import T0, sale
 
 pytestmark = pytest.mark.integration
-
-CHAT_VIEWS = "chat"
 
 
 @pytest.fixture(scope="module")
@@ -72,15 +73,12 @@ def daemon(env: Settings, name: str, module: str) -> Daemon:
 @pytest.fixture(scope="module")
 def projectors(env: Settings) -> Iterator[dict[str, Daemon]]:
     running = {
-        "views": daemon(env, "poison-views", "processors.views"),
-        "chatviews": daemon(env, "poison-chatviews", "processors.chat_views"),
+        component: engine_daemon(env, f"poison-{component}", component)
+        for component in ENGINE_COMPONENTS
     }
-    modules = {"views": "processors.views", "chatviews": "processors.chat_views"}
-    for name, process in running.items():
+    for component, process in running.items():
         process.stop(timeout_s=10)  # a leftover of an interrupted run has other settings
-        process.start(
-            [sys.executable, "-m", modules[name]], env=settings_env(env), cwd=PROJECT_ROOT
-        )
+        start_engine(process, env, component)
     try:
         yield running
     finally:

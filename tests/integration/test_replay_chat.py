@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import random
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -21,16 +20,16 @@ import psycopg
 import pytest
 
 from boxoffice.settings import PROJECT_ROOT, Settings
-from processors.chat_views import PROJECTION as CHAT_PROJECTION
 from producers.topics import CHAT_EVENTS, SHOW_EVENTS, SOCIAL_EVENTS, ensure_topics
 from snapshots import replay
+from snapshots.chatprojection import PROJECTION as CHAT_PROJECTION
 from snapshots.checkpoints import load_checkpoints
 from snapshots.database import conninfo, migrate
 from snapshots.orders import all_orders, shows
 from snapshots.projection import PROJECTION
-from stack.processes import Daemon
 from stack.services import settings_env
 from tests.integration.chat_journals import conversation_journal, produce_chat, social_journal
+from tests.integration.engine_workers import ENGINE_COMPONENTS, engine_daemon, start_engine
 from tests.integration.test_views import new_show, produce, replay_schema_of
 
 pytestmark = pytest.mark.integration
@@ -73,15 +72,10 @@ def _replayed_ours(conn: psycopg.Connection[Any], schema: str, env: Settings) ->
 
 @pytest.fixture(scope="module")
 def projectors(env: Settings) -> Iterator[None]:
-    daemons = {
-        "processors.views": Daemon("replay-views", env.run_dir, env.log_dir, "processors.views"),
-        "processors.chat_views": Daemon(
-            "replay-chatviews", env.run_dir, env.log_dir, "processors.chat_views"
-        ),
-    }
-    for module, daemon in daemons.items():
+    daemons = {c: engine_daemon(env, f"replay-{c}", c) for c in ENGINE_COMPONENTS}
+    for component, daemon in daemons.items():
         daemon.stop(timeout_s=10)  # a leftover of an interrupted run has other settings
-        daemon.start([sys.executable, "-m", module], env=settings_env(env), cwd=PROJECT_ROOT)
+        start_engine(daemon, env, component)
     try:
         yield
     finally:

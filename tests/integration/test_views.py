@@ -1,10 +1,11 @@
-"""The ticketing read side on the real broker and database: `python -m processors.views` folds
-journals made by the real decider into orders, the catalogue and snapshots; time travel,
-kill -9, poison, and `boxoffice replay --verify`.
+"""The ticketing read side on the real broker and database: the projector engine's Faust
+worker (`python -m processors views worker`, the `views` component) folds journals made by the
+real decider into orders, the catalogue and snapshots; time travel, kill -9, poison, and
+`boxoffice replay --verify`.
 
-The projector under test runs on topics and a schema of its own (its own consumer group), with
-a snapshot every few events, so the session's `views` daemon never competes with it and
-killing it disturbs no other test.
+The projector under test runs on topics and a schema of its own (its own Faust app and
+consumer group), with a snapshot every few events, so the session's `views` daemon never
+competes with it and killing it disturbs no other test.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import asyncio
 import random
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -38,6 +38,7 @@ from snapshots.projection import PROJECTION
 from snapshots.seatmaps import available_places, latest_snapshot, seatmap_json, snapshot_versions
 from stack.processes import Daemon
 from stack.services import settings_env
+from tests.integration.engine_workers import engine_daemon, start_engine
 from tests.unit.snapshots.journals import T0, record, sale
 
 pytestmark = pytest.mark.integration
@@ -65,13 +66,11 @@ def env(settings: Settings) -> Iterator[Settings]:
 
 
 def projector_daemon(env: Settings) -> Daemon:
-    return Daemon("views-under-test", env.run_dir, env.log_dir, marker="processors.views")
+    return engine_daemon(env, "views-under-test", "views")
 
 
 def start(daemon: Daemon, env: Settings) -> None:
-    daemon.start(
-        [sys.executable, "-m", "processors.views"], env=settings_env(env), cwd=PROJECT_ROOT
-    )
+    start_engine(daemon, env, "views")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from domain.chat.events import (
     UserBlocked,
     UserUnblocked,
 )
-from processors.chat_views import ConversationChanges, ConversationFold, fold_social
+from snapshots.chatprojection import ConversationChanges, ConversationFold, fold_social
 
 from ..chat.histories import GROUP_ID, T0, group_started, joined, read, removed, sent
 

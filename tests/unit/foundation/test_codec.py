@@ -97,3 +97,24 @@ def test_envelopes_round_trip_and_reject_garbage() -> None:
             CommandEnvelope.decode(garbage)
     with pytest.raises(DecodeError):
         EventRecord.decode(b'{"stream_id": "s", "version": "3"}')
+
+
+def test_absent_fields_with_defaults_take_them_and_wrong_variants_are_named() -> None:
+    decoded = registry.decode(
+        b'{"type": "Held", "order_id": "o", "seats": [], "expires_at": "2026-01-01T00:00:00Z"}'
+    )
+    assert decoded == Held("o", (), datetime(2026, 1, 1, tzinfo=UTC))
+    with pytest.raises(DecodeError, match="zone: no variant fits"):
+        registry.decode(
+            b'{"type": "Held", "order_id": "o", "seats": [], "zone": 3,'
+            b' "expires_at": "2026-01-01T00:00:00Z"}'
+        )
+    with pytest.raises(DecodeError, match="seats: expected a list"):
+        registry.decode(
+            b'{"type": "Held", "order_id": "o", "seats": {}, "expires_at": "2026-01-01T00:00:00Z"}'
+        )
+    with pytest.raises(DecodeError, match="paid: expected a boolean"):
+        registry.decode(
+            b'{"type": "Held", "order_id": "o", "seats": [], "paid": 1,'
+            b' "expires_at": "2026-01-01T00:00:00Z"}'
+        )

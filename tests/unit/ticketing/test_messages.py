@@ -43,9 +43,7 @@ def _codec_friendly(hint: object) -> bool:
     origin = typing.get_origin(hint)
     arguments = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        return all(
-            _codec_friendly(argument) or _is_message(argument) for argument in arguments
-        )
+        return all(_codec_friendly(argument) or _is_message(argument) for argument in arguments)
     if origin is tuple and len(arguments) == 2 and arguments[1] is Ellipsis:
         item = arguments[0]
         return _codec_friendly(item) or _is_message(item)
