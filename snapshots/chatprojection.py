@@ -50,6 +50,7 @@ from producers.codec import DecodeError
 from producers.envelope import EventRecord
 from producers.registries import CONVERSATIONS, SOCIAL
 from snapshots import chat as store
+from snapshots.cadence import SnapshotCadence
 from snapshots.checkpoints import save_checkpoints
 
 # The projection's name in `projection_offsets` (and the dead letters' origin-consumer).
@@ -125,8 +126,7 @@ class ConversationFold:
         clock: Callable[[], float] = time.monotonic,
         cached: int = CACHED_VIEWS,
     ) -> None:
-        self.snapshot_every_events = max(1, snapshot_every_events)
-        self.snapshot_every_s = snapshot_every_s
+        self.cadence = SnapshotCadence(snapshot_every_events, snapshot_every_s)
         self.clock = clock
         self.cached = cached
         self.views: OrderedDict[str, ConversationView] = OrderedDict()
@@ -178,7 +178,7 @@ class ConversationFold:
             pending = self.pending[cid] = _Pending(0, self.clock(), partition, offset)
         pending.count += 1
         pending.partition, pending.offset = partition, offset
-        if pending.count >= self.snapshot_every_events:
+        if self.cadence.full(pending.count):
             # Taken now, mid-batch, so that "every N events" is exact.
             self._ready.append(self._snapshot(cid))
 
@@ -186,7 +186,7 @@ class ConversationFold:
         """The snapshots owed: every N events of a conversation (taken as they came), and of
         each conversation whose oldest change not in a snapshot is T seconds old."""
         now = self.clock()
-        due = [cid for cid, p in self.pending.items() if now - p.since >= self.snapshot_every_s]
+        due = [cid for cid, p in self.pending.items() if self.cadence.due(p.count, now - p.since)]
         rows, self._ready = self._ready, []
         rows.extend(self._snapshot(cid) for cid in due)
         return rows

@@ -39,6 +39,7 @@ from domain.ticketing.views import OrderView, SeatMapView, apply_to_orders
 from producers.codec import DecodeError
 from producers.envelope import EventRecord
 from producers.registries import TICKETING
+from snapshots.cadence import SnapshotCadence
 from snapshots.checkpoints import save_checkpoints
 from snapshots.connections import Db, connection
 from snapshots.lines import LineCounts, LineFold, LineWrites, line_counts, write_lines
@@ -133,8 +134,7 @@ class Projection:
         snapshot_every_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._every_events = snapshot_every_events
-        self._every_s = snapshot_every_s
+        self._cadence = SnapshotCadence(snapshot_every_events, snapshot_every_s)
         self._clock = clock
         self._shows: dict[str, _LiveShow] = {}
         self._orders: dict[str, OrderView] = {}
@@ -312,8 +312,9 @@ class Projection:
             due = (
                 force_snapshots
                 or live.snapshot_version == 0
-                or live.view.version - live.snapshot_version >= self._every_events
-                or now - live.snapshot_at >= self._every_s
+                or self._cadence.due(
+                    live.view.version - live.snapshot_version, now - live.snapshot_at
+                )
             )
             if not due:
                 continue
