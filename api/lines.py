@@ -195,16 +195,7 @@ class LiveLine:
                 spec = event.queue
                 self.room = None if spec is None else WaitingRoom(spec, event.queue_seed)
             case WaitlistJoined():
-                self.line.join(
-                    entry_id=event.entry_id,
-                    user=event.user,
-                    quantity=event.quantity,
-                    section=event.section,
-                    zone=event.zone,
-                    offer_order_id=event.offer_order_id,
-                    joined_at=event.joined_at,
-                    version=event.version,
-                )
+                self.line.joined(event)
             case WaitlistLeft() | WaitlistOffered():
                 entry = self.line.entry(event.entry_id)
                 if entry is None or entry.status != "waiting":

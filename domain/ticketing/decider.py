@@ -252,16 +252,7 @@ def evolve(state: Show | None, event: Event) -> Show:
         case WaitlistJoined():
             if state.line.entry(event.entry_id) is not None:
                 raise JournalError(f"entry {event.entry_id} joined twice")
-            state.line.join(
-                entry_id=event.entry_id,
-                user=event.user,
-                quantity=event.quantity,
-                section=event.section,
-                zone=event.zone,
-                offer_order_id=event.offer_order_id,
-                joined_at=event.joined_at,
-                version=event.version,
-            )
+            state.line.joined(event)
         case WaitlistLeft():
             state.line.leave(_waiting(state, event.entry_id), event.version)
         case WaitlistOffered():

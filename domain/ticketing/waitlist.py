@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
+from domain.ticketing.events import WaitlistJoined
 from domain.ticketing.ranks import RankTree
 
 EntryStatus = Literal["waiting", "offered", "left"]
@@ -132,6 +133,19 @@ class Waitlist:
         return ((area, quantity, seqs) for (area, quantity), seqs in self._files.items())
 
     # -- changing (only evolve calls these) -------------------------------------------------
+
+    def joined(self, event: WaitlistJoined) -> WaitEntry:
+        """Fold a journaled join: the one place an event becomes an entry."""
+        return self.join(
+            entry_id=event.entry_id,
+            user=event.user,
+            quantity=event.quantity,
+            section=event.section,
+            zone=event.zone,
+            offer_order_id=event.offer_order_id,
+            joined_at=event.joined_at,
+            version=event.version,
+        )
 
     def join(
         self,

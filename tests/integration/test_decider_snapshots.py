@@ -98,11 +98,13 @@ def journal_of(settings: Settings, show: str) -> list[EventRecord]:
     ]
 
 
-async def test_a_rebuild_reads_only_the_tail_after_the_snapshot(
-    own: Settings, client: Client, deciders: list[Running]
-) -> None:
-    topic = SHOW_EVENTS.name(own)
-    deciders.append(Running(own))
+def seat(n: int) -> str:
+    """The nth seat (1-based) of the 10 x 10 section A."""
+    row, number = divmod(n - 1, 10)
+    return f"A-{row + 1}-{number + 1}"
+
+
+async def create_show(client: Client) -> str:
     show = f"show-{uuid.uuid4().hex[:8]}"
     created = CreateShow(
         command_id=uuid.uuid4().hex,
@@ -115,9 +117,17 @@ async def test_a_rebuild_reads_only_the_tail_after_the_snapshot(
         zones=(),
     )
     assert (await client.send(created)).ok
-    for seat in range(1, EVERY + 5):
-        row, number = divmod(seat - 1, 10)
-        assert (await client.send(hold(show, "alice", f"A-{row + 1}-{number + 1}"))).ok
+    return show
+
+
+async def test_a_rebuild_reads_only_the_tail_after_the_snapshot(
+    own: Settings, client: Client, deciders: list[Running]
+) -> None:
+    topic = SHOW_EVENTS.name(own)
+    deciders.append(Running(own))
+    show = await create_show(client)
+    for n in range(1, EVERY + 5):
+        assert (await client.send(hold(show, "alice", seat(n)))).ok
 
     # Idle after the burst: the loop snapshots the partition, past EVERY events.
     deadline = time.monotonic() + 30
@@ -127,9 +137,8 @@ async def test_a_rebuild_reads_only_the_tail_after_the_snapshot(
     partition, last_offset = found
 
     tail = 7
-    for seat in range(EVERY + 5, EVERY + 5 + tail):
-        row, number = divmod(seat - 1, 10)
-        assert (await client.send(hold(show, "bob", f"A-{row + 1}-{number + 1}"))).ok
+    for n in range(EVERY + 5, EVERY + 5 + tail):
+        assert (await client.send(hold(show, "bob", seat(n)))).ok
     deciders[0].stop()
     assert snapshot_row(own, topic) == (partition, last_offset), "a second snapshot came early"
 
@@ -171,23 +180,11 @@ async def test_a_restarted_decider_decides_on_the_state_its_snapshot_restored(
 ) -> None:
     topic = SHOW_EVENTS.name(own)
     deciders.append(Running(own))
-    show = f"show-{uuid.uuid4().hex[:8]}"
-    created = CreateShow(
-        command_id=uuid.uuid4().hex,
-        show_id=show,
-        organizer="org",
-        name="Snapshot night",
-        starts_at=datetime(2027, 1, 1, 20, tzinfo=UTC),
-        hold_seconds=600,
-        sections=(Section("A", 10, 10, 5000),),
-        zones=(),
-    )
-    assert (await client.send(created)).ok
+    show = await create_show(client)
     first = hold(show, "alice", "A-1-1")
     assert (await client.send(first)).ok
-    for seat in range(2, EVERY + 3):
-        row, number = divmod(seat - 1, 10)
-        assert (await client.send(hold(show, "alice", f"A-{row + 1}-{number + 1}"))).ok
+    for n in range(2, EVERY + 3):
+        assert (await client.send(hold(show, "alice", seat(n)))).ok
     deadline = time.monotonic() + 30
     while snapshot_row(own, topic) is None and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
