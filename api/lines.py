@@ -68,6 +68,16 @@ class LiveLine:
         self.used_at = asyncio.get_running_loop().time()
         self._ahead: dict[int, Event] = {}
         self._loaded_at = 0.0
+        # The offers this instance saw made, for the live sockets' `offered` frames (an offer
+        # made before the line was loaded is read from its order instead).
+        self.offers: dict[str, WaitlistOffered] = {}
+        # Live sockets following this line: it is not dropped while any is open.
+        self.watchers = 0
+        # Set (and replaced) when places may have changed for everyone: a departure from the
+        # waitlist, or the line loaded again. A join moves nobody already in line, so it
+        # wakes only the joiner's sockets (`_own`), not ten thousand others.
+        self._everyone = asyncio.Event()
+        self._own: dict[str, asyncio.Event] = {}
         self._sub: Subscription | None = None
         self._task = asyncio.create_task(self._run(), name=f"line-{show_id}")
 
@@ -98,6 +108,24 @@ class LiveLine:
                 return False
             await asyncio.sleep(0.02)
         return True
+
+    # -- following ----------------------------------------------------------------------------
+
+    def changes(self, user: str) -> tuple[asyncio.Event, asyncio.Event]:
+        """The events set by the next change that may move `user`'s places: (anyone's, theirs)."""
+        own = self._own.get(user)
+        if own is None:
+            own = self._own[user] = asyncio.Event()
+        return self._everyone, own
+
+    def _changed_for_everyone(self) -> None:
+        self._everyone.set()
+        self._everyone = asyncio.Event()
+
+    def _changed_for(self, user: str) -> None:
+        own = self._own.pop(user, None)
+        if own is not None:
+            own.set()
 
     # -- keeping current --------------------------------------------------------------------
 
@@ -166,6 +194,7 @@ class LiveLine:
             for member in stored.members:
                 room.join(member.user, member.joined_at, member.early, member.version)
         self.line, self.room, self.version = line, room, stored.version
+        self._changed_for_everyone()
 
     def _take(self, body: dict[str, Any]) -> None:
         try:
@@ -194,8 +223,10 @@ class LiveLine:
                 self.line = Waitlist()
                 spec = event.queue
                 self.room = None if spec is None else WaitingRoom(spec, event.queue_seed)
+                self._changed_for_everyone()
             case WaitlistJoined():
                 self.line.joined(event)
+                self._changed_for(event.user)
             case WaitlistLeft() | WaitlistOffered():
                 entry = self.line.entry(event.entry_id)
                 if entry is None or entry.status != "waiting":
@@ -204,9 +235,12 @@ class LiveLine:
                     self.line.leave(entry, event.version)
                 else:
                     self.line.offer(entry, event.order_id, event.version)
+                    self.offers[event.entry_id] = event
+                self._changed_for_everyone()
             case QueueJoined():
                 if self.room is not None and self.room.member(event.user) is None:
                     self.room.join(event.user, event.joined_at, event.early, event.version)
+                    self._changed_for(event.user)
             case _:
                 pass
         self.version = event.version
@@ -259,7 +293,7 @@ class LiveLines:
         while True:
             await asyncio.sleep(IDLE_S / 4)
             for show_id, live in list(self.shows.items()):
-                if loop.time() - live.used_at > IDLE_S:
+                if live.watchers == 0 and loop.time() - live.used_at > IDLE_S:
                     del self.shows[show_id]
                     await live.close()
 

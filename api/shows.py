@@ -20,13 +20,13 @@ from api.errors import ApiError, unavailable
 from api.lines import show_fields
 from api.seatmaps import LiveShow, SeatMapUnavailableError, Viewer, snapshot_json
 from api.services import Services, services, ws_services
+from api.sockets import close_with_error, until_closed
 from api.text import BIGINT_MAX
 from api.ticketing import checked_show_id
 
 router = APIRouter(prefix="/v1")
 
 STALE = {"X-Boxoffice-Stale": "true"}
-TRY_AGAIN_LATER = 1013
 
 
 def _json(body: dict[str, Any], stale: bool = False) -> Response:
@@ -156,7 +156,7 @@ async def live_seatmap(websocket: WebSocket, show_id: str) -> None:
         if since is not None and not 0 <= since <= BIGINT_MAX:
             raise ValueError
     except ValueError:
-        await _close_with_error(
+        await close_with_error(
             websocket,
             "invalid_request",
             f"The since parameter must be a version, 0 to {BIGINT_MAX}.",
@@ -171,7 +171,7 @@ async def live_seatmap(websocket: WebSocket, show_id: str) -> None:
             try:
                 live = await svc.seatmaps.show(show_id)
             except SeatMapUnavailableError:
-                await _close_with_error(
+                await close_with_error(
                     websocket, "unavailable", "The seat map cannot be loaded now; reconnect later."
                 )
                 return
@@ -180,7 +180,7 @@ async def live_seatmap(websocket: WebSocket, show_id: str) -> None:
             await svc.seatmaps.forget_missing(show_id)
             await asyncio.sleep(0.25)
     if live is None:
-        await _close_with_error(websocket, "show_not_found", f"There is no show {show_id}.")
+        await close_with_error(websocket, "show_not_found", f"There is no show {show_id}.")
         return
     await _serve(websocket, live, since)
 
@@ -191,15 +191,6 @@ def checked_or_none(show_id: str) -> bool:
     except ApiError:
         return False
     return True
-
-
-async def _close_with_error(websocket: WebSocket, code: str, message: str) -> None:
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        await websocket.send_text(
-            orjson.dumps({"type": "error", "code": code, "message": message}).decode()
-        )
-        close_code = {"show_not_found": 4404, "unavailable": TRY_AGAIN_LATER}.get(code, 4400)
-        await websocket.close(code=close_code)
 
 
 async def _serve(websocket: WebSocket, live: LiveShow, since: int | None) -> None:
@@ -213,7 +204,7 @@ async def _serve(websocket: WebSocket, live: LiveShow, since: int | None) -> Non
         viewer = Viewer(version)
     live.viewers.add(viewer)
     # The client never sends anything we need; reading only notices that it went away.
-    reader = asyncio.create_task(_drain(websocket))
+    reader = asyncio.create_task(until_closed(websocket))
     try:
         await websocket.send_text(frame)
         while not reader.done():
@@ -241,11 +232,3 @@ async def _serve(websocket: WebSocket, live: LiveShow, since: int | None) -> Non
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
             await reader
-
-
-async def _drain(websocket: WebSocket) -> None:
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
