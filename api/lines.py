@@ -71,13 +71,10 @@ class LiveLine:
         # The offers this instance saw made, for the live sockets' `offered` frames (an offer
         # made before the line was loaded is read from its order instead).
         self.offers: dict[str, WaitlistOffered] = {}
-        # Live sockets following this line: it is not dropped while any is open.
-        self.watchers = 0
-        # Set (and replaced) when places may have changed for everyone: a departure from the
-        # waitlist, or the line loaded again. A join moves nobody already in line, so it
-        # wakes only the joiner's sockets (`_own`), not ten thousand others.
-        self._everyone = asyncio.Event()
-        self._own: dict[str, asyncio.Event] = {}
+        # The live sockets following this line, by user; it is not dropped while any is open.
+        # A departure from the waitlist (or the line loaded again) may move everyone, so it
+        # wakes them all; a join moves nobody already in line, so it wakes only the joiner's.
+        self._watchers: dict[str, set[asyncio.Event]] = {}
         self._sub: Subscription | None = None
         self._task = asyncio.create_task(self._run(), name=f"line-{show_id}")
 
@@ -111,21 +108,29 @@ class LiveLine:
 
     # -- following ----------------------------------------------------------------------------
 
-    def changes(self, user: str) -> tuple[asyncio.Event, asyncio.Event]:
-        """The events set by the next change that may move `user`'s places: (anyone's, theirs)."""
-        own = self._own.get(user)
-        if own is None:
-            own = self._own[user] = asyncio.Event()
-        return self._everyone, own
+    @property
+    def watchers(self) -> int:
+        return sum(len(wakes) for wakes in self._watchers.values())
+
+    def watch(self, user: str, wake: asyncio.Event) -> None:
+        """Set `wake` whenever something changes that may move `user`'s places."""
+        self._watchers.setdefault(user, set()).add(wake)
+
+    def unwatch(self, user: str, wake: asyncio.Event) -> None:
+        wakes = self._watchers.get(user)
+        if wakes is not None:
+            wakes.discard(wake)
+            if not wakes:
+                del self._watchers[user]
 
     def _changed_for_everyone(self) -> None:
-        self._everyone.set()
-        self._everyone = asyncio.Event()
+        for wakes in self._watchers.values():
+            for wake in wakes:
+                wake.set()
 
     def _changed_for(self, user: str) -> None:
-        own = self._own.pop(user, None)
-        if own is not None:
-            own.set()
+        for wake in self._watchers.get(user, ()):
+            wake.set()
 
     # -- keeping current --------------------------------------------------------------------
 

@@ -95,32 +95,39 @@ async def _open(websocket: WebSocket, show_id: str) -> tuple[Services, User, Liv
 
 async def _found(live: LiveLine, user: str, present: Callable[[], bool]) -> bool:
     """Whether `present()` holds now or within FIND_S, woken by the user's own changes."""
-    deadline = asyncio.get_running_loop().time() + FIND_S
-    while not present():
-        left = deadline - asyncio.get_running_loop().time()
-        if left <= 0:
-            return False
-        _, own = live.changes(user)
+    wake = asyncio.Event()
+    live.watch(user, wake)
+    try:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(own.wait(), min(left, 0.25))
-    return True
+            async with asyncio.timeout(FIND_S):
+                while not present():
+                    wake.clear()
+                    await wake.wait()
+        return present()
+    finally:
+        live.unwatch(user, wake)
 
 
 async def _follow(
     websocket: WebSocket, live: LiveLine, user: str, observe: Callable[[], Awaitable[Seen]]
 ) -> None:
-    """Send what `observe()` (a coroutine giving a Seen) says, as the module docstring tells,
-    until the client goes away."""
+    """Send what `observe()` says, as the module docstring tells, until the client goes away.
+
+    One event per socket, set by the line (or by the client going away), and no task per
+    wakeup: a departure near the head of a long line wakes every socket of the show at once.
+    """
     loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
     reader = asyncio.create_task(until_closed(websocket))
-    live.watchers += 1
+    reader.add_done_callback(lambda _: wake.set())
+    live.watch(user, wake)
     sent: dict[str, Any] | None = None
     sent_at = -MERGE_S
     then_sent: dict[str, Any] | None = None
     try:
         while not reader.done():
-            # Taken before looking, so a change made while this socket sends is not missed.
-            everyone, own = live.changes(user)
+            # Cleared before looking, so a change made while this socket sends is not missed.
+            wake.clear()
             seen = await observe()
             wake_in: float | None = None
             if seen.position != sent:
@@ -136,20 +143,13 @@ async def _follow(
             if seen.next_at is not None:
                 until = (seen.next_at - datetime.now(UTC)).total_seconds() + 0.001
                 wake_in = until if wake_in is None else min(wake_in, until)
-            waiters = {asyncio.create_task(everyone.wait()), asyncio.create_task(own.wait())}
-            try:
-                await asyncio.wait(
-                    {reader, *waiters},
-                    timeout=None if wake_in is None else max(wake_in, 0.0),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(None if wake_in is None else max(wake_in, 0.0)):
+                    await wake.wait()
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass
     finally:
-        live.watchers -= 1
+        live.unwatch(user, wake)
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
