@@ -10,7 +10,6 @@ defined here, so it has exactly the REST rules, idempotency included.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import secrets
 import uuid
@@ -25,10 +24,10 @@ from fastapi.responses import Response
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from api import metrics
 from api.auth import User, current_user
 from api.chatframes import SendFrame, conversation_json, message_json, sent_json, started_json
 from api.chatlive import ChatLive, chat_live
+from api.commands import command_id_for, rejection
 from api.errors import ApiError, unavailable
 from api.services import Services, services
 from api.text import BIGINT_MAX, Text
@@ -52,7 +51,7 @@ from domain.chat.conversations import (
 )
 from domain.chat.events import DIRECT, GROUP, ConversationStarted, MessageSent, MessagesRead
 from domain.chat.views import OFFLINE, ONLINE
-from producers.envelope import CommandEnvelope, Reply
+from producers.envelope import Reply
 from producers.registries import CHAT
 from producers.topics import CHAT_COMMANDS, SOCIAL_COMMANDS, Topic
 from snapshots import chat as store
@@ -65,30 +64,6 @@ STALE = {"X-Boxoffice-Stale": "true"}
 # How long a read waits for the projection to catch up with what this instance has seen.
 SETTLE_S = 2.0
 SETTLE_POLL_S = 0.01
-
-# The one place chat rejections become HTTP statuses.
-STATUS_BY_CODE: dict[str, int] = {
-    "conversation_not_found": 404,
-    "user_not_found": 404,
-    "not_a_member": 403,
-    "blocked": 403,
-    "conversation_exists": 409,
-    "already_member": 409,
-    "not_a_group": 409,
-    "invalid_conversation_id": 422,
-    "invalid_kind": 422,
-    "invalid_members": 422,
-    "too_many_members": 422,
-    "title_too_long": 422,
-    "empty_text": 422,
-    "text_too_long": 422,
-    "invalid_client_msg_id": 422,
-    "invalid_seq": 422,
-    "invalid_user": 422,
-    "cannot_buddy_self": 422,
-    "cannot_block_self": 422,
-    "invalid_command": 422,
-}
 
 Svc = Annotated[Services, Depends(services)]
 Live = Annotated[ChatLive, Depends(chat_live)]
@@ -136,23 +111,6 @@ async def database() -> AsyncIterator[None]:
         raise unavailable("the chat database") from exc
 
 
-def rejection(error: dict[str, Any]) -> ApiError:
-    code = str(error.get("code", "rejected"))
-    return ApiError(
-        STATUS_BY_CODE.get(code, 409),
-        code,
-        str(error.get("message", code)),
-        dict(error.get("details") or {}),
-    )
-
-
-def command_id_for(user: str, kind: str, key: str | None) -> str:
-    """The dedupe key: the same key from the same user for the same thing is one command."""
-    if key is None:
-        return uuid.uuid4().hex
-    return hashlib.sha256(f"{user}\x00{kind}\x00{key}".encode()).hexdigest()[:32]
-
-
 def checked_conversation_id(conversation_id: str) -> str:
     if CONVERSATION_ID.match(conversation_id) is None:
         raise conversation_not_found(conversation_id)
@@ -185,13 +143,7 @@ async def decide(
     svc: Services, live: ChatLive, topic: Topic, stream_id: str, command: Any
 ) -> Reply:
     """Journal ``command`` and await its decision; a refusal raises its contract error."""
-    payload = CHAT.to_dict(command)
-    kind = payload.pop("type")
-    envelope = CommandEnvelope(
-        command_id=command.command_id, stream_id=stream_id, type=kind, payload=payload
-    )
-    reply = await svc.bus.decide(topic, envelope)
-    metrics.COMMANDS.labels(kind, "ok" if reply.ok else "rejected").inc()
+    reply = await svc.bus.send(topic, CHAT, stream_id, command)
     if not reply.ok:
         refused = rejection(reply.error or {})
         caller = next(

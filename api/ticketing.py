@@ -7,7 +7,6 @@ the PostgreSQL projections and snapshots, never from the decider.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
 import secrets
@@ -19,8 +18,8 @@ import psycopg
 from fastapi import APIRouter, Depends, Header, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
-from api import metrics
 from api.auth import User, current_user
+from api.commands import STATUS_BY_CODE, command_id_for, last_event, rejection
 from api.errors import ApiError, unavailable
 from api.payments import ChargeVoidedError, PaymentDeclinedError, UnknownChargeError
 from api.services import Services, services
@@ -46,7 +45,7 @@ from domain.ticketing.payments import (
     refund_command_id,
 )
 from domain.ticketing.views import OrderView
-from producers.envelope import CommandEnvelope, Reply
+from producers.envelope import Reply
 from producers.registries import TICKETING
 from producers.topics import SHOW_COMMANDS
 
@@ -57,41 +56,6 @@ NAME_PATTERN = r"^[A-Z0-9]{1,8}$"
 SEAT_PATTERN = re.compile(r"^[A-Z0-9]{1,8}-[1-9][0-9]{0,5}-[1-9][0-9]{0,5}$")
 SHOW_ID_PATTERN = re.compile(r"^s[0-9a-f]{16}$")
 ORDER_ID_PATTERN = re.compile(r"^(s[0-9a-f]{16})\.[A-Za-z0-9_-]{22}$")
-
-# The one place domain rejections become HTTP statuses.
-STATUS_BY_CODE: dict[str, int] = {
-    "seats_unavailable": 409,
-    "zone_sold_out": 409,
-    "not_enough_seats": 409,
-    "order_not_held": 409,
-    "hold_expired": 409,
-    "order_not_paid": 409,
-    "show_exists": 409,
-    "order_exists": 409,
-    "payment_amount_mismatch": 409,
-    "unknown_seat": 404,
-    "unknown_zone": 404,
-    "unknown_section": 404,
-    "show_not_found": 404,
-    "order_not_found": 404,
-    "not_order_owner": 403,
-    "invalid_show": 422,
-    "too_many_seats": 422,
-    "duplicate_seat": 422,
-    "invalid_quantity": 422,
-    "invalid_hold": 422,
-    "invalid_command": 422,
-    # Lines. already_in_line and already_in_queue are answered 200 by their routes.
-    "seats_available": 409,
-    "not_waiting": 409,
-    "entry_exists": 409,
-    "not_in_line": 404,
-    "no_queue": 404,
-    "not_in_queue": 404,
-    "queue_pass_required": 403,
-    "invalid_waitlist": 422,
-}
-
 
 # -- request bodies ---------------------------------------------------------------------------
 
@@ -178,23 +142,6 @@ class PaymentIn(BaseModel):
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def rejection(error: dict[str, Any]) -> ApiError:
-    code = str(error.get("code", "rejected"))
-    return ApiError(
-        STATUS_BY_CODE.get(code, 409),
-        code,
-        str(error.get("message", code)),
-        dict(error.get("details") or {}),
-    )
-
-
-def command_id_for(user: str, kind: str, key: str | None) -> str:
-    """The dedupe key: the same Idempotency-Key from the same user is the same command."""
-    if key is None:
-        return secrets.token_hex(16)
-    return hashlib.sha256(f"{user}\x00{kind}\x00{key}".encode()).hexdigest()[:32]
-
-
 def show_of_order(order_id: str) -> str:
     # Order ids carry their show so a command about an order reaches the show's single
     # writer without a lookup; the random part keeps them unguessable.
@@ -210,23 +157,12 @@ def checked_show_id(show_id: str) -> str:
     return show_id
 
 
-async def decide(svc: Services, command: Any, command_id: str, stream_id: str) -> Reply:
-    payload = TICKETING.to_dict(command)
-    envelope = CommandEnvelope(
-        command_id=command_id, stream_id=stream_id, type=payload.pop("type"), payload=payload
-    )
-    reply = await svc.bus.decide(SHOW_COMMANDS, envelope)
-    metrics.COMMANDS.labels(envelope.type, "ok" if reply.ok else "rejected").inc()
+async def decide(svc: Services, command: Any, stream_id: str) -> Reply:
+    """Send a show command through the gateway; the show version it made is remembered, so
+    this instance's reads never go back behind it."""
+    reply = await svc.bus.send(SHOW_COMMANDS, TICKETING, stream_id, command)
     svc.shows_seen.saw(stream_id, reply.version)
     return reply
-
-
-def last_event(reply: Reply, kind: str) -> dict[str, Any]:
-    for event in reversed(reply.events):
-        if event.get("type") == kind:
-            found: dict[str, Any] = event
-            return found
-    raise ApiError(409, "conflict", f"the decider answered without a {kind} event")
 
 
 def zone_json(zone: str | None, quantity: int) -> dict[str, Any] | None:
@@ -313,7 +249,7 @@ async def create_show(
         # decider answers it with the first decision.
         queue_seed="" if body.queue is None else secrets.token_hex(32),
     )
-    reply = await decide(svc, command, command_id, show_id)
+    reply = await decide(svc, command, show_id)
     if not reply.ok:
         raise rejection(reply.error or {})
     return {"show_id": show_id, "version": last_event(reply, "ShowCreated")["version"]}
@@ -384,7 +320,7 @@ async def place_hold(
             quantity=validated_quantity(body.best_available.quantity),
             section=body.best_available.section,
         )
-    reply = await decide(svc, command, command_id, show_id)
+    reply = await decide(svc, command, show_id)
     if not reply.ok:
         raise rejection(reply.error or {})
     held = last_event(reply, "SeatsHeld")
@@ -442,7 +378,7 @@ async def _end_order(
         user=user.username,
         order_id=order_id,
     )
-    reply = await decide(svc, command, command.command_id, show_id)
+    reply = await decide(svc, command, show_id)
     if not reply.ok:
         raise rejection(reply.error or {})
     return order, last_event(reply, "HoldCancelled" if kind is CancelHold else "OrderRefunded")
@@ -497,7 +433,7 @@ async def _abandon_declined(svc: Services, show_id: str, order_id: str, charge_k
             charge_key=charge_key,
             reason="payment_declined",
         )
-        await decide(svc, command, command.command_id, show_id)
+        await decide(svc, command, show_id)
     except (ApiError, psycopg.OperationalError) as exc:
         log.warning("left intent %s to the reconciler: %s", charge_key, exc)
 
@@ -513,7 +449,7 @@ async def _refund_charge(svc: Services, show_id: str, order_id: str, charge_id: 
             order_id=order_id,
             charge_id=charge_id,
         )
-        await decide(svc, command, command.command_id, show_id)
+        await decide(svc, command, show_id)
     except (ApiError, psycopg.OperationalError, UnknownChargeError) as exc:
         log.warning("left the refund of %s to the reconciler: %s", charge_id, exc)
 
@@ -549,7 +485,7 @@ async def pay_order(
         order_id=order_id,
     )
     # Journaled before any charge: a 409 or 503 here means no money moved.
-    reply = await decide(svc, begin, begin.command_id, show_id)
+    reply = await decide(svc, begin, show_id)
     if not reply.ok:
         error = reply.error or {}
         if (error.get("details") or {}).get("status") == "paid":
@@ -583,7 +519,7 @@ async def pay_order(
     )
     # A 503 from here leaves a charge with its intent journaled: the reconciler confirms it
     # (or refunds it) within the grace period, and a retry finds the same charge by its key.
-    reply = await decide(svc, confirm, confirm.command_id, show_id)
+    reply = await decide(svc, confirm, show_id)
     if not reply.ok:
         # Not for an intent of the payer's own order; should it happen, the money goes back.
         try:

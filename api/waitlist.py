@@ -17,18 +17,12 @@ from fastapi import APIRouter, Depends, Header, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from api.auth import User, current_user
+from api.commands import command_id_for, last_event, rejection
 from api.errors import ApiError
 from api.lines import LiveLine
 from api.services import Services, services
 from api.text import Text
-from api.ticketing import (
-    NAME_PATTERN,
-    checked_show_id,
-    command_id_for,
-    decide,
-    last_event,
-    rejection,
-)
+from api.ticketing import NAME_PATTERN, checked_show_id, decide
 from domain.ticketing import JoinQueue, JoinWaitlist, LeaveWaitlist
 from domain.ticketing.events import QueueJoined
 from domain.ticketing.queue import QueuePlace, place_at
@@ -109,7 +103,7 @@ async def join_waitlist(
         section=body.section,
         zone=body.zone,
     )
-    reply = await decide(svc, command, command_id, show_id)
+    reply = await decide(svc, command, show_id)
     if not reply.ok:
         error = reply.error or {}
         if error.get("code") == "already_in_line":
@@ -168,7 +162,7 @@ async def leave_waitlist(
         show_id=show_id,
         user=user.username,
     )
-    reply = await decide(svc, command, command.command_id, show_id)
+    reply = await decide(svc, command, show_id)
     if not reply.ok:
         raise rejection(reply.error or {})
     left = last_event(reply, "WaitlistLeft")
@@ -197,7 +191,7 @@ async def join_queue(
         show_id=show_id,
         user=user.username,
     )
-    reply = await decide(svc, command, command.command_id, show_id)
+    reply = await decide(svc, command, show_id)
     if not reply.ok:
         error = reply.error or {}
         if error.get("code") == "already_in_queue":

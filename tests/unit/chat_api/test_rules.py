@@ -9,15 +9,10 @@ import orjson
 import pytest
 
 from api.auth import User
-from api.chat import (
-    STATUS_BY_CODE,
-    checked_conversation_id,
-    checked_username,
-    command_id_for,
-    rejection,
-)
+from api.chat import checked_conversation_id, checked_username
 from api.chatlive import FrameItem, MessageItem, Outbox, ResumeItem
 from api.chatsocket import LiveSocket
+from api.commands import STATUS_BY_CODE, command_id_for, rejection
 from api.errors import ApiError
 from api.ratelimit import TokenBuckets
 from domain.chat.conversations import direct_conversation_id
