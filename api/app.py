@@ -55,7 +55,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(shows.router)
     app.include_router(waitlist.router)
     app.include_router(linesocket.router)
-    app.include_router(linesocket.router)
     app.include_router(chat.router)
     app.include_router(chatsocket.router)
     # Paths, query strings and headers with text storage cannot hold never reach a route.

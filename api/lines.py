@@ -47,6 +47,8 @@ RELOAD_S = 0.1
 READ_WAIT_S = 3.0
 # A line nobody read for this long is dropped (loaded again on the next read).
 IDLE_S = 120.0
+# Rows folded between two turns of the loop while a line is loaded.
+ADOPT_SLICE = 2_000
 # Out-of-order events kept while waiting for the rows; past this, only the rows are trusted.
 AHEAD_MAX = 100_000
 
@@ -170,13 +172,18 @@ class LiveLine:
             return
         self.failed = False
         if stored is not None and stored.version > self.version:
-            self._adopt(stored)
+            await self._adopt(stored)
         self._drain()
         self.ready.set()
 
-    def _adopt(self, stored: StoredLine) -> None:
+    async def _adopt(self, stored: StoredLine) -> None:
+        """Build the line from its rows; a long line yields to the loop every ADOPT_SLICE
+        rows, so this worker's other requests do not wait for all of it (100,000 rows take
+        about 1.4 s here). The line in use is replaced only once the new one is whole."""
         line = Waitlist()
-        for row in stored.entries:
+        for n, row in enumerate(stored.entries, start=1):
+            if n % ADOPT_SLICE == 0:
+                await asyncio.sleep(0)
             entry = line.join(
                 entry_id=row.entry_id,
                 user=row.user,
@@ -196,7 +203,9 @@ class LiveLine:
         counts = stored.counts
         room = None if counts.queue is None else WaitingRoom(counts.queue, counts.queue_seed)
         if room is not None:
-            for member in stored.members:
+            for n, member in enumerate(stored.members, start=1):
+                if n % ADOPT_SLICE == 0:
+                    await asyncio.sleep(0)
                 room.join(member.user, member.joined_at, member.early, member.version)
         self.line, self.room, self.version = line, room, stored.version
         self._changed_for_everyone()
