@@ -9,7 +9,6 @@ defined here, so it has exactly the REST rules, idempotency included.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
 import uuid
@@ -63,7 +62,6 @@ CONVERSATION_ID = re.compile(r"^(dm|grp):[0-9a-f]{32}$")
 STALE = {"X-Boxoffice-Stale": "true"}
 # How long a read waits for the projection to catch up with what this instance has seen.
 SETTLE_S = 2.0
-SETTLE_POLL_S = 0.01
 
 Svc = Annotated[Services, Depends(services)]
 Live = Annotated[ChatLive, Depends(chat_live)]
@@ -186,7 +184,9 @@ async def prepare_send(svc: Services, live: ChatLive, user: str, request: SendFr
                 p.social_version >= live.known_social_version(p.username) for p in others
             )
 
-        _, others = await _until(lambda: store.peers(svc.pool, conversation_id, user), caught_up)
+        _, others = await _until(
+            svc, lambda: store.peers(svc.pool, conversation_id, user), caught_up
+        )
         blocked = tuple(p.username for p in others if p.blocked_sender)
     return SendMessage(
         command_id=command_id_for(user, f"send:{conversation_id}", request.client_msg_id),
@@ -235,21 +235,20 @@ async def settled_membership(
     instance has seen (or ``minimum``); after `SETTLE_S`, as the projection has it then."""
     wanted = max(minimum, live.known_version(conversation_id))
     return await _until(
+        svc,
         lambda: store.membership(svc.pool, conversation_id, user),
         lambda found: found.version >= wanted,
     )
 
 
 async def _until(
-    read: Callable[[], Awaitable[T]], ready: Callable[[T], bool], wait_s: float = SETTLE_S
+    svc: Services,
+    read: Callable[[], Awaitable[T]],
+    ready: Callable[[T], bool],
+    wait_s: float = SETTLE_S,
 ) -> T:
-    deadline = asyncio.get_running_loop().time() + wait_s
-    while True:
-        async with database():
-            found = await read()
-        if ready(found) or asyncio.get_running_loop().time() >= deadline:
-            return found
-        await asyncio.sleep(SETTLE_POLL_S)
+    async with database():
+        return await svc.projected.until(read, ready, wait_s)
 
 
 def _json(body: dict[str, Any], status: int = 200, stale: bool = False) -> Response:
@@ -306,7 +305,7 @@ async def _require_users(svc: Services, names: set[str]) -> None:
 async def list_buddies(user: Me, svc: Svc, live: Live) -> Response:
     wanted = live.known_social_version(user.username)
     await _until(
-        lambda: store.social_version(svc.pool, user.username), lambda found: found >= wanted
+        svc, lambda: store.social_version(svc.pool, user.username), lambda found: found >= wanted
     )
     async with database():
         rows = await store.buddies_of(svc.pool, user.username)
@@ -358,7 +357,7 @@ async def remove_buddy(
 async def list_blocks(user: Me, svc: Svc, live: Live) -> Response:
     wanted = live.known_social_version(user.username)
     await _until(
-        lambda: store.social_version(svc.pool, user.username), lambda found: found >= wanted
+        svc, lambda: store.social_version(svc.pool, user.username), lambda found: found >= wanted
     )
     async with database():
         blocked = await store.blocks_of(svc.pool, user.username)
@@ -455,7 +454,7 @@ async def list_conversations(user: Me, svc: Svc, live: Live) -> Response:
             v >= live.known_version(c) for c, v in have.items()
         )
 
-    rows = await _until(lambda: store.inbox(svc.pool, user.username), caught_up)
+    rows = await _until(svc, lambda: store.inbox(svc.pool, user.username), caught_up)
     conversations = [
         {
             **conversation_json(row.conversation_id, row.kind, row.members, row.title),
@@ -473,6 +472,7 @@ async def _conversation_after(
     svc: Services, live: ChatLive, conversation_id: str, version: int
 ) -> dict[str, Any]:
     found = await _until(
+        svc,
         lambda: store.conversation(svc.pool, conversation_id),
         lambda c: c is not None and c.version >= version,
     )

@@ -446,12 +446,12 @@ class ChatLive:
         """Wait (briefly) until the projection has these users' buddies and blocks at the
         versions this instance has seen: presence must not go by a list it just changed."""
         wanted = {u: v for u in users if (v := self.known_social_version(u)) > 0}
-        deadline = time.monotonic() + SOCIAL_SETTLE_S
-        while wanted and time.monotonic() < deadline:
-            have = await store.social_versions_of(self.svc.pool, list(wanted))
-            wanted = {u: v for u, v in wanted.items() if have.get(u, 0) < v}
-            if wanted:
-                await asyncio.sleep(0.01)
+        if wanted:
+            await self.svc.projected.until(
+                lambda: store.social_versions_of(self.svc.pool, list(wanted)),
+                lambda have: all(have.get(u, 0) >= v for u, v in wanted.items()),
+                SOCIAL_SETTLE_S,
+            )
 
     def _queue_presence_changes(self) -> None:
         for user, online in self.board.changes():

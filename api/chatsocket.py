@@ -68,7 +68,6 @@ HOLD_S = 0.5
 # A gap the history cannot fill within this long means the projection is down: the socket
 # is closed (1013, try again later) rather than let a message through out of order.
 FILL_WAIT_S = 10.0
-FILL_POLL_S = 0.02
 FILL_PAGE = 500
 CURSOR_WAIT_S = 1.0
 IN_FLIGHT = 64
@@ -312,10 +311,12 @@ class LiveSocket:
         found = await settled_membership(self.svc, self.live, conversation_id, self.user.username)
         # A cursor ahead of the projection may be a client that saw messages live elsewhere
         # a moment ago: give the projection a moment before calling the cursor bogus.
-        deadline = time.monotonic() + CURSOR_WAIT_S
-        while found.member and found.last_seq < cursor and time.monotonic() < deadline:
-            await asyncio.sleep(FILL_POLL_S)
-            found = await store.membership(self.svc.pool, conversation_id, self.user.username)
+        if found.member and found.last_seq < cursor:
+            found = await self.svc.projected.until(
+                lambda: store.membership(self.svc.pool, conversation_id, self.user.username),
+                lambda now: not now.member or now.last_seq >= cursor,
+                CURSOR_WAIT_S,
+            )
         if found.member:
             if not self.box.is_member(conversation_id):
                 self.live.set_membership(self.box, conversation_id, found.version, True)
@@ -329,14 +330,13 @@ class LiveSocket:
         return None
 
     async def _joined(self, conversation_id: str, version: int) -> None:
-        deadline = time.monotonic() + FILL_WAIT_S
-        while True:
-            found = await store.conversation(self.svc.pool, conversation_id)
-            if found is not None and found.version >= version:
-                break
-            if time.monotonic() > deadline:
-                return  # the messages will come anyway; only the announcement is lost
-            await asyncio.sleep(FILL_POLL_S)
+        found = await self.svc.projected.until(
+            lambda: store.conversation(self.svc.pool, conversation_id),
+            lambda c: c is not None and c.version >= version,
+            FILL_WAIT_S,
+        )
+        if found is None or found.version < version:
+            return  # the messages will come anyway; only the announcement is lost
         if self.user.username in found.members:
             body = conversation_json(found.conversation_id, found.kind, found.members, found.title)
             await self.ws.send_text(frame("conversation", body))
@@ -360,6 +360,7 @@ class LiveSocket:
         """Send ``after + 1 .. upto`` from the history, waiting for the projection if needed."""
         deadline = time.monotonic() + FILL_WAIT_S
         while after < upto:
+            change = self.svc.projected.next_change()
             rows = await store.messages_after(
                 self.svc.pool, conversation_id, after, upto, FILL_PAGE
             )
@@ -373,7 +374,7 @@ class LiveSocket:
             if after < upto and not progressed:
                 if time.monotonic() > deadline:
                     raise HistoryUnavailableError(conversation_id)
-                await asyncio.sleep(FILL_POLL_S)
+                await self.svc.projected.changed(change, deadline - time.monotonic())
 
     async def _send_row(self, row: store.MessageRow) -> None:
         await self.ws.send_text(frame("message", message_json(row)))

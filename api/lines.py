@@ -77,6 +77,8 @@ class LiveLine:
         # A departure from the waitlist (or the line loaded again) may move everyone, so it
         # wakes them all; a join moves nobody already in line, so it wakes only the joiner's.
         self._watchers: dict[str, set[asyncio.Event]] = {}
+        # Set (and replaced) whenever the version moves: what `reach` waits for.
+        self._moved = asyncio.Event()
         self._sub: Subscription | None = None
         self._task = asyncio.create_task(self._run(), name=f"line-{show_id}")
 
@@ -101,12 +103,11 @@ class LiveLine:
         if self.version >= version:
             return True
         self.wanted = max(self.wanted, version)
-        deadline = asyncio.get_running_loop().time() + wait_s
-        while self.version < version:
-            if asyncio.get_running_loop().time() >= deadline:
-                return False
-            await asyncio.sleep(0.02)
-        return True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                while self.version < version:
+                    await self._moved.wait()
+        return self.version >= version
 
     # -- following ----------------------------------------------------------------------------
 
@@ -124,6 +125,10 @@ class LiveLine:
             wakes.discard(wake)
             if not wakes:
                 del self._watchers[user]
+
+    def _move(self) -> None:
+        self._moved.set()
+        self._moved = asyncio.Event()
 
     def _changed_for_everyone(self) -> None:
         for wakes in self._watchers.values():
@@ -209,6 +214,7 @@ class LiveLine:
                 room.join(member.user, member.joined_at, member.early, member.version)
         self.line, self.room, self.version = line, room, stored.version
         self._changed_for_everyone()
+        self._move()
 
     def _take(self, body: dict[str, Any]) -> None:
         try:
@@ -228,8 +234,12 @@ class LiveLine:
         ahead = self._ahead
         for version in [v for v in ahead if v <= self.version]:
             del ahead[version]
+        moved = False
         while (event := ahead.pop(self.version + 1, None)) is not None:
             self._apply(event)
+            moved = True
+        if moved:
+            self._move()
 
     def _apply(self, event: Event) -> None:
         match event:

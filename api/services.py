@@ -18,6 +18,7 @@ from api.hub import EventHub
 from api.lines import LiveLines
 from api.payments import LocalPaymentProvider, PaymentProvider
 from api.seatmaps import LiveSeatMaps
+from api.settle import ProjectionWatch
 from boxoffice.settings import Settings
 from domain.ticketing.views import SeatMapView
 from producers.journal import JournalProducer
@@ -65,6 +66,8 @@ class Services:
     seatmaps: LiveSeatMaps
     payments: PaymentProvider
     lines: LiveLines
+    # Wakes read-your-writes waiters when a projector batch commits.
+    projected: ProjectionWatch
     # Commands answer 503 at once while this is False; reads are served stale.
     kafka_up: bool = False
     connected: bool = False
@@ -101,6 +104,7 @@ class Services:
             LiveSeatMaps(hub, load, load_stale),
             LocalPaymentProvider(pool, settings.fake_payment_slow_s),
             LiveLines(hub, pool),
+            ProjectionWatch(settings),
         )
         svc.bus.available = lambda: svc.kafka_up
         # Reads must come up even while Kafka is down, so the Kafka side starts in the
@@ -109,6 +113,7 @@ class Services:
         svc._tasks.append(asyncio.create_task(svc._watch_kafka(), name="kafka-watch"))
         svc.seatmaps.start()
         svc.lines.start()
+        svc.projected.start()
         return svc
 
     async def _connect_kafka(self, first_try: bool = False) -> None:
@@ -151,6 +156,7 @@ class Services:
                 await task
         await self.seatmaps.stop()
         await self.lines.stop()
+        await self.projected.stop()
         with contextlib.suppress(Exception):
             await self.hub.stop()
         with contextlib.suppress(Exception):

@@ -6,7 +6,6 @@ the PostgreSQL projections and snapshots, never from the decider.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import secrets
@@ -195,12 +194,9 @@ async def owned_order(svc: Services, user: User, order_id: str, wait_s: float = 
     from snapshots import orders as order_store
 
     show_id = show_of_order(order_id)
-    deadline = asyncio.get_running_loop().time() + wait_s
-    while True:
-        order = await order_store.order(svc.pool, order_id)
-        if order is not None or asyncio.get_running_loop().time() >= deadline:
-            break
-        await asyncio.sleep(0.05)
+    order = await svc.projected.until(
+        lambda: order_store.order(svc.pool, order_id), lambda found: found is not None, wait_s
+    )
     if order is None:
         known = svc.known_show_version(show_id)
         if known > 0:
@@ -410,14 +406,11 @@ async def _paid_order(svc: Services, user: User, order_id: str) -> OrderView | N
     """The order once the projection shows it paid (it may lag the decider a moment)."""
     from snapshots import orders as order_store
 
-    deadline = asyncio.get_running_loop().time() + 2.0
-    while True:
-        order = await order_store.order(svc.pool, order_id)
-        if order is not None and order.user == user.username and order.status == "paid":
-            return order
-        if asyncio.get_running_loop().time() >= deadline:
-            return None
-        await asyncio.sleep(0.05)
+    def paid(order: OrderView | None) -> bool:
+        return order is not None and order.user == user.username and order.status == "paid"
+
+    order = await svc.projected.until(lambda: order_store.order(svc.pool, order_id), paid, 2.0)
+    return order if paid(order) else None
 
 
 async def _abandon_declined(svc: Services, show_id: str, order_id: str, charge_key: str) -> None:

@@ -10,6 +10,10 @@ from collections.abc import Mapping
 
 from snapshots.connections import Db, connection
 
+# Every saved checkpoint NOTIFYs this channel with its topic; PostgreSQL delivers it at commit,
+# so a listener (`api.settle`) learns that the rows of that batch are readable now.
+PROJECTED_CHANNEL = "boxoffice_projected"
+
 
 async def load_checkpoints(db: Db, projection: str, topic: str) -> dict[int, int]:
     async with connection(db) as conn:
@@ -38,3 +42,4 @@ async def save_checkpoints(
             " WHERE projection_offsets.next_offset < EXCLUDED.next_offset",
             (projection, topic, partitions, [next_offsets[p] for p in partitions]),
         )
+        await conn.execute("SELECT pg_notify(%s, %s)", (PROJECTED_CHANNEL, topic))
