@@ -43,9 +43,12 @@ async def test_a_saved_checkpoint_wakes_a_waiter_at_once(
 
             async def commit_later() -> None:
                 await asyncio.sleep(0.5)
-                async with await psycopg.AsyncConnection.connect(
-                    conninfo(settings), autocommit=True
-                ) as writer, writer.transaction():
+                async with (
+                    await psycopg.AsyncConnection.connect(
+                        conninfo(settings), autocommit=True
+                    ) as writer,
+                    writer.transaction(),
+                ):
                     await save_checkpoints(writer, "settle-test", topic, {0: 7})
 
             writer = asyncio.create_task(commit_later())
