@@ -13,7 +13,9 @@ BASES = {"ticketing_error", "chat_error"}
 
 
 def test_every_domain_refusal_of_every_context_has_a_status() -> None:
-    codes = {e.code for e in (*ticketing_errors.ERROR_TYPES, *chat_errors.ERROR_TYPES)}
+    codes = {e.code for e in ticketing_errors.ERROR_TYPES} | {
+        e.code for e in chat_errors.ERROR_TYPES
+    }
     missing = codes - BASES - ANSWERED_BY_ROUTES - set(STATUS_BY_CODE)
     assert not missing, missing
     assert all(status in (403, 404, 409, 422) for status in STATUS_BY_CODE.values())
