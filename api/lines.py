@@ -79,6 +79,8 @@ class LiveLine:
         self._watchers: dict[str, set[asyncio.Event]] = {}
         # Set (and replaced) whenever the version moves: what `reach` waits for.
         self._moved = asyncio.Event()
+        # A departure was applied: every socket is woken once the batch is (after readers).
+        self._everyone_pending = False
         self._sub: Subscription | None = None
         self._task = asyncio.create_task(self._run(), name=f"line-{show_id}")
 
@@ -213,8 +215,8 @@ class LiveLine:
                     await asyncio.sleep(0)
                 room.join(member.user, member.joined_at, member.early, member.version)
         self.line, self.room, self.version = line, room, stored.version
-        self._changed_for_everyone()
         self._move()
+        self._changed_for_everyone()
 
     def _take(self, body: dict[str, Any]) -> None:
         try:
@@ -239,7 +241,12 @@ class LiveLine:
             self._apply(event)
             moved = True
         if moved:
+            # Readers waiting for this version first (the leaver's own answer among them),
+            # then the sockets: thousands of them must not delay that answer.
             self._move()
+        if self._everyone_pending:
+            self._everyone_pending = False
+            self._changed_for_everyone()
 
     def _apply(self, event: Event) -> None:
         match event:
@@ -247,7 +254,7 @@ class LiveLine:
                 self.line = Waitlist()
                 spec = event.queue
                 self.room = None if spec is None else WaitingRoom(spec, event.queue_seed)
-                self._changed_for_everyone()
+                self._everyone_pending = True
             case WaitlistJoined():
                 self.line.joined(event)
                 self._changed_for(event.user)
@@ -260,7 +267,7 @@ class LiveLine:
                 else:
                     self.line.offer(entry, event.order_id, event.version)
                     self.offers[event.entry_id] = event
-                self._changed_for_everyone()
+                self._everyone_pending = True
             case QueueJoined():
                 if self.room is not None and self.room.member(event.user) is None:
                     self.room.join(event.user, event.joined_at, event.early, event.version)

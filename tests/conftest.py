@@ -66,5 +66,11 @@ def stack(settings: Settings) -> Iterator[Stack]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Tests that stop servers run last, so no other test sees the outage they cause.
-    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+    # Tests that stop servers run last, so no other test sees the outage they cause; storms
+    # after them, so no other test waits behind the backlog of thousands of events they leave.
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("storm") is not None,
+            item.get_closest_marker("disruptive") is not None,
+        )
+    )

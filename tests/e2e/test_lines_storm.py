@@ -28,7 +28,7 @@ from boxoffice.settings import Settings
 from stack.services import Stack
 from tests.e2e.ticketing import unique
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.storm]
 
 # Requests in flight at once from a storm: enough to keep the API and the decider busy, few
 # enough that a loaded 2-core machine answers each within the timeouts.
