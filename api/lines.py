@@ -187,26 +187,7 @@ class LiveLine:
         """Build the line from its rows; a long line yields to the loop every ADOPT_SLICE
         rows, so this worker's other requests do not wait for all of it (100,000 rows take
         about 1.4 s here). The line in use is replaced only once the new one is whole."""
-        line = Waitlist()
-        for n, row in enumerate(stored.entries, start=1):
-            if n % ADOPT_SLICE == 0:
-                await asyncio.sleep(0)
-            entry = line.join(
-                entry_id=row.entry_id,
-                user=row.user,
-                quantity=row.quantity,
-                section=row.section,
-                zone=row.zone,
-                offer_order_id=row.offer_order_id,
-                joined_at=row.joined_at,
-                version=row.version,
-            )
-            if entry.seq != row.seq:
-                log.error("show %s: entry %s stored as #%d", self.show_id, row.entry_id, row.seq)
-            if row.status == "left":
-                line.leave(entry, row.version)
-            elif row.status == "offered":
-                line.offer(entry, row.order_id or entry.offer_order_id, row.version)
+        line = await waitlist_of(stored)
         counts = stored.counts
         room = None if counts.queue is None else WaitingRoom(counts.queue, counts.queue_seed)
         if room is not None:
@@ -275,6 +256,32 @@ class LiveLine:
             case _:
                 pass
         self.version = event.version
+
+
+async def waitlist_of(stored: StoredLine) -> Waitlist:
+    """The domain's Waitlist from the projection's rows; a long line yields to the loop every
+    ADOPT_SLICE rows."""
+    line = Waitlist()
+    for n, row in enumerate(stored.entries, start=1):
+        if n % ADOPT_SLICE == 0:
+            await asyncio.sleep(0)
+        entry = line.join(
+            entry_id=row.entry_id,
+            user=row.user,
+            quantity=row.quantity,
+            section=row.section,
+            zone=row.zone,
+            offer_order_id=row.offer_order_id,
+            joined_at=row.joined_at,
+            version=row.version,
+        )
+        if entry.seq != row.seq:
+            log.error("show %s: entry %s stored as #%d", row.show_id, row.entry_id, row.seq)
+        if row.status == "left":
+            line.leave(entry, row.version)
+        elif row.status == "offered":
+            line.offer(entry, row.order_id or entry.offer_order_id, row.version)
+    return line
 
 
 class LiveLines:

@@ -471,7 +471,7 @@ async def first_read(
     """The first read of the line by an API instance, then the rows loaded here directly."""
     from psycopg import AsyncConnection
 
-    from domain.ticketing.waitlist import Waitlist
+    from api.lines import waitlist_of
     from snapshots.database import conninfo
     from snapshots.lines import load_line
 
@@ -503,20 +503,9 @@ async def first_read(
         out["load_line_ms"] = ms(time.perf_counter() - sent)
     assert stored is not None
     out["rows"] = len(stored.entries)
-    # What LiveLine._adopt does with the rows: one join per row into the domain's Waitlist.
+    # What LiveLine._adopt does with the rows.
     sent = time.perf_counter()
-    line = Waitlist()
-    for row in stored.entries:
-        line.join(
-            entry_id=row.entry_id,
-            user=row.user,
-            quantity=row.quantity,
-            section=row.section,
-            zone=row.zone,
-            offer_order_id=row.offer_order_id,
-            joined_at=row.joined_at,
-            version=row.version,
-        )
+    await waitlist_of(stored)
     out["fold_rows_ms"] = ms(time.perf_counter() - sent)
     return out
 
