@@ -332,7 +332,9 @@ class LiveLines:
             await asyncio.sleep(IDLE_S / 4)
             for show_id, live in list(self.shows.items()):
                 if live.watchers == 0 and loop.time() - live.used_at > IDLE_S:
-                    del self.shows[show_id]
+                    # Taken before the awaits above: the entry may since have been replaced.
+                    if self.shows.get(show_id) is live:
+                        del self.shows[show_id]
                     await live.close()
 
 

@@ -7,7 +7,6 @@ import contextlib
 import uuid
 from typing import Annotated, Any
 
-from confluent_kafka.admin import AdminClient
 from fastapi import APIRouter, Depends, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 
@@ -15,7 +14,7 @@ from api import metrics
 from api.auth import Organizer, User, user_from_token
 from api.errors import ApiError
 from api.ratelimit import check_frame
-from api.services import Services, services, ws_services
+from api.services import Services, kafka_answers, services, ws_services
 from producers.envelope import CommandEnvelope
 from producers.health import decider_health
 from producers.topics import SYSTEM_COMMANDS, SYSTEM_EVENTS
@@ -28,17 +27,12 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def _kafka_answers(bootstrap: str) -> bool:
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    return len(admin.list_topics(timeout=2).brokers) > 0
-
-
 @router.get("/readyz")
 async def readyz(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
         ok = await asyncio.wait_for(
-            asyncio.to_thread(_kafka_answers, svc.settings.kafka_bootstrap), 3
+            asyncio.to_thread(kafka_answers, svc.settings.kafka_bootstrap, 2.0), 3
         )
         checks["kafka"] = "ok" if ok else "no brokers"
     except Exception as exc:  # any failure means "not ready", with the reason shown

@@ -314,5 +314,8 @@ class LiveSeatMaps:
                 if live.viewers:
                     live.idle_since = loop.time()
                 elif loop.time() - live.idle_since > IDLE_S or live.missing:
-                    del self.shows[show_id]
+                    # The list was taken before the awaits above: the entry may since have
+                    # been dropped (forget_missing) or replaced by a newer load of the show.
+                    if self.shows.get(show_id) is live:
+                        del self.shows[show_id]
                     await live.close()

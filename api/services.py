@@ -136,7 +136,7 @@ class Services:
         bootstrap = self.settings.kafka_bootstrap
         while True:
             await asyncio.sleep(KAFKA_CHECK_S)
-            up = await asyncio.to_thread(_kafka_answers, bootstrap)
+            up = await asyncio.to_thread(kafka_answers, bootstrap)
             if up and not self.connected:
                 await self._connect_kafka()
             elif up != self.kafka_up:
@@ -165,10 +165,11 @@ class Services:
         await asyncio.to_thread(self.producer.close)
 
 
-def _kafka_answers(bootstrap: str) -> bool:
+def kafka_answers(bootstrap: str, timeout_s: float = KAFKA_CHECK_S) -> bool:
+    """Whether the broker gives metadata within `timeout_s` (blocking: run it in a thread)."""
     try:
         admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-        return len(admin.list_topics(timeout=KAFKA_CHECK_S).brokers) > 0
+        return len(admin.list_topics(timeout=timeout_s).brokers) > 0
     except Exception:  # any failure to get metadata means "not reachable"
         return False
 

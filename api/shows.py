@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -23,6 +24,8 @@ from api.services import Services, services, ws_services
 from api.sockets import close_with_error, until_closed
 from api.text import BIGINT_MAX
 from api.ticketing import checked_show_id
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1")
 
@@ -144,6 +147,9 @@ def _no_show(show_id: str) -> ApiError:
 # How long the live seat map looks for a show it does not find, before closing with 4404:
 # longer than the views take to project a new show under load.
 NEW_SHOW_GRACE_S = 5.0
+# However the loads go (each is bounded, the journal read by JOURNAL_WAIT_S), a viewer hears
+# within this long: a snapshot, or an error frame and a close.
+OPEN_BUDGET_S = NEW_SHOW_GRACE_S + 15.0
 
 
 @router.websocket("/shows/{show_id}/live")
@@ -162,27 +168,34 @@ async def live_seatmap(websocket: WebSocket, show_id: str) -> None:
             f"The since parameter must be a version, 0 to {BIGINT_MAX}.",
         )
         return
-    live = None
-    if checked_or_none(show_id):
-        # A show created a moment ago may not be in the views yet (its 201 means journaled):
-        # look again for a few seconds before calling it unknown.
-        deadline = asyncio.get_running_loop().time() + NEW_SHOW_GRACE_S
-        while True:
-            try:
-                live = await svc.seatmaps.show(show_id)
-            except SeatMapUnavailableError:
-                await close_with_error(
-                    websocket, "unavailable", "The seat map cannot be loaded now; reconnect later."
-                )
-                return
-            if live is not None or asyncio.get_running_loop().time() >= deadline:
-                break
-            await svc.seatmaps.forget_missing(show_id)
-            await asyncio.sleep(0.25)
+    try:
+        async with asyncio.timeout(OPEN_BUDGET_S):
+            live = await _find_show(svc, show_id)
+    except (SeatMapUnavailableError, TimeoutError) as exc:
+        if isinstance(exc, TimeoutError):
+            log.warning("show %s: no seat map %.0f s after a viewer asked", show_id, OPEN_BUDGET_S)
+        await close_with_error(
+            websocket, "unavailable", "The seat map cannot be loaded now; reconnect later."
+        )
+        return
     if live is None:
         await close_with_error(websocket, "show_not_found", f"There is no show {show_id}.")
         return
     await _serve(websocket, live, since)
+
+
+async def _find_show(svc: Services, show_id: str) -> LiveShow | None:
+    if not checked_or_none(show_id):
+        return None
+    # A show created a moment ago may not be in the views yet (its 201 means journaled):
+    # look again for a few seconds before calling it unknown.
+    deadline = asyncio.get_running_loop().time() + NEW_SHOW_GRACE_S
+    while True:
+        live = await svc.seatmaps.show(show_id)
+        if live is not None or asyncio.get_running_loop().time() >= deadline:
+            return live
+        await svc.seatmaps.forget_missing(show_id)
+        await asyncio.sleep(0.25)
 
 
 def checked_or_none(show_id: str) -> bool:

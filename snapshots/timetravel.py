@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from boxoffice.settings import Settings
 from domain.ticketing.errors import JournalError
@@ -115,7 +115,9 @@ def read_entries(
         if not messages:
             waited = consumer.poll(0.1)
             messages = [] if waited is None else [waited]
-        if messages:
+        # Only progress (an entry, or the end of a partition) counts as an answer: a client
+        # error repeated every few milliseconds must not keep a reader waiting for ever.
+        if any(_progress(m) for m in messages):
             heard = time.monotonic()
         elif time.monotonic() - heard > timeout_s:
             raise JournalUnavailableError(
@@ -143,6 +145,11 @@ def read_entries(
             batch.append(JournalEntry(partition, offset, message.key(), message.value()))
         if batch:
             yield batch
+
+
+def _progress(message: Message) -> bool:
+    err = message.error()
+    return err is None or err.code() == KafkaError._PARTITION_EOF
 
 
 def fold_from_journal(

@@ -376,7 +376,13 @@ async def test_a_live_map_opened_before_the_views_have_the_show_waits_for_it(
         async with websockets.connect(ws_url(settings, show), max_size=None) as ws:
             await asyncio.sleep(1.0)
             os.killpg(group, signal.SIGCONT)
-            first = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+            try:
+                first = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+            except TimeoutError:
+                # Once seen in CI and never here: say what the API logged of the show.
+                log = (settings.log_dir / "api.log").read_text(errors="replace").splitlines()
+                said = "\n".join(line for line in log if show in line)
+                raise AssertionError(f"no first frame in 30 s; the API log:\n{said}") from None
     finally:
         os.killpg(group, signal.SIGCONT)
     assert first["type"] == "snapshot" and first["show_id"] == show

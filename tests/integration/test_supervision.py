@@ -12,10 +12,12 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import httpx
+import psycopg
 import pytest
 
 from api.auth import service_token
 from boxoffice.settings import Settings
+from snapshots.database import conninfo
 from stack.lag import Lag
 from stack.services import Stack, settings_env
 from stack.supervisor import SupervisorState
@@ -133,7 +135,7 @@ def test_status_reports_each_consumers_lag_down_to_zero(settings: Settings, stac
         done = all(key in lags and lags[key].lag == 0 and lags[key].exact for key in wanted)
         return lags if done else None
 
-    lags = eventually(caught_up, "every consumer to catch up", timeout_s=180)
+    lags = eventually(caught_up, "every consumer to catch up", timeout_s=90)
     assert all(lag.partitions >= 1 for lag in lags.values())
 
     done = boxoffice_status(settings)
@@ -142,3 +144,23 @@ def test_status_reports_each_consumers_lag_down_to_zero(settings: Settings, stac
         assert "lag " in line
     every_running = all(stack.status().values())
     assert done.returncode == (0 if every_running else 1), done.stdout + done.stderr
+
+
+def test_a_checkpoint_on_a_journal_that_is_gone_is_reported_not_fatal(
+    settings: Settings, stack: Stack
+) -> None:
+    gone = f"{settings.topic_prefix}.no.such.journal"
+    with psycopg.connect(conninfo(settings), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO projection_offsets (projection, topic, partition, next_offset)"
+            " VALUES ('gone-test', %s, 0, 5)",
+            (gone,),
+        )
+        try:
+            report = stack.report(timeout_s=15)
+        finally:
+            conn.execute("DELETE FROM projection_offsets WHERE projection = 'gone-test'")
+    assert any(gone in problem for problem in report.problems), report.problems
+    # Every other consumer still has a figure.
+    deciders = [lag for lag in report.lags if lag.name == f"{settings.topic_prefix}.deciders"]
+    assert deciders and deciders[0].lag is not None
