@@ -28,7 +28,7 @@ from api.chatframes import SendFrame, conversation_json, message_json, sent_json
 from api.chatlive import ChatLive, chat_live
 from api.commands import command_id_for, rejection
 from api.errors import ApiError, unavailable
-from api.services import Services, services
+from api.services import CATCH_UP_S, Services, services
 from api.text import BIGINT_MAX, Text
 from domain.chat.commands import (
     AddBuddy,
@@ -47,6 +47,7 @@ from domain.chat.conversations import (
     MAX_TEXT_CHARS,
     MAX_TITLE_CHARS,
     direct_conversation_id,
+    is_direct,
 )
 from domain.chat.events import DIRECT, GROUP, ConversationStarted, MessageSent, MessagesRead
 from domain.chat.views import OFFLINE, ONLINE
@@ -115,10 +116,6 @@ def checked_conversation_id(conversation_id: str) -> str:
     return conversation_id
 
 
-def is_direct(conversation_id: str) -> bool:
-    return conversation_id.startswith("dm:")
-
-
 def conversation_not_found(conversation_id: str) -> ApiError:
     """Also what an outsider is told about a direct conversation that exists: its id derives
     from the pair of names, so anyone can compute it, and "you are not a member" would tell
@@ -175,19 +172,12 @@ async def prepare_send(svc: Services, live: ChatLive, user: str, request: SendFr
     conversation_id = request.conversation_id
     checked_conversation_id(conversation_id)
     blocked: tuple[str, ...] = ()
-    if conversation_id.startswith("dm:"):
-        wanted = live.known_version(conversation_id)
-
-        def caught_up(found: tuple[int, tuple[store.Peer, ...]]) -> bool:
-            version, others = found
-            return version >= wanted and all(
-                p.social_version >= live.known_social_version(p.username) for p in others
-            )
-
-        _, others = await _until(
-            svc, lambda: store.peers(svc.pool, conversation_id, user), caught_up
-        )
-        blocked = tuple(p.username for p in others if p.blocked_sender)
+    if is_direct(conversation_id):
+        blocked_by = direct_blocks(live, conversation_id, user)
+        if blocked_by is not None:
+            blocked = blocked_by
+        else:
+            blocked = await _projected_direct_blocks(svc, live, conversation_id, user)
     return SendMessage(
         command_id=command_id_for(user, f"send:{conversation_id}", request.client_msg_id),
         conversation_id=conversation_id,
@@ -196,6 +186,43 @@ async def prepare_send(svc: Services, live: ChatLive, user: str, request: SendFr
         text=request.text,
         sender_blocked_by=blocked,
     )
+
+
+def direct_blocks(live: ChatLive, conversation_id: str, sender: str) -> tuple[str, ...] | None:
+    """Who of a direct conversation blocks `sender`, from memory (api.directs); None when
+    this process does not know it at the newest social version it has seen."""
+    other = live.directs.other_member(conversation_id, sender)
+    if other is None:
+        return None
+    blocks = live.directs.blocks(other, live.known_social_version(other))
+    if blocks is None:
+        return None
+    return (other,) if sender in blocks else ()
+
+
+async def _projected_direct_blocks(
+    svc: Services, live: ChatLive, conversation_id: str, user: str
+) -> tuple[str, ...]:
+    """The same from the projection, once it has what this process has seen; what it reads
+    is then kept in memory for the next sends."""
+    wanted = live.known_version(conversation_id)
+
+    def caught_up(found: tuple[int, tuple[store.Peer, ...]]) -> bool:
+        version, others = found
+        return version >= wanted and all(
+            p.social_version >= live.known_social_version(p.username) for p in others
+        )
+
+    version, others = await _until(
+        svc, lambda: store.peers(svc.pool, conversation_id, user), caught_up
+    )
+    if version > 0 and len(others) == 1:
+        # One other member: the sender is the second (a direct conversation has two).
+        other = others[0].username
+        live.directs.learn_members(conversation_id, (user, other))
+        social_version, blocks = await store.block_list(svc.pool, other)
+        live.directs.learn_blocks(other, social_version, blocks)
+    return tuple(p.username for p in others if p.blocked_sender)
 
 
 async def submit_send(
@@ -247,6 +274,8 @@ async def _until(
     ready: Callable[[T], bool],
     wait_s: float = SETTLE_S,
 ) -> T:
+    # What the caller did through another API worker a moment ago is known here first.
+    await svc.replies.caught_up(CATCH_UP_S)
     async with database():
         return await svc.projected.until(read, ready, wait_s)
 
@@ -404,21 +433,9 @@ async def start_conversation(
     live: Live,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
+    # Who may be in a conversation, and how many, is the decider's to say
+    # (domain.chat.conversations); here only that the names are users.
     others = set(body.members) - {user.username}
-    if not others:
-        raise ApiError(
-            422,
-            "invalid_members",
-            "name at least one member besides yourself",
-            {"members": body.members},
-        )
-    if len(others) + 1 > MAX_GROUP_MEMBERS:
-        raise ApiError(
-            422,
-            "too_many_members",
-            f"a group has at most {MAX_GROUP_MEMBERS} members",
-            {"limit": MAX_GROUP_MEMBERS},
-        )
     await _require_users(svc, others)
     command_id = command_id_for(user.username, "conversation", idempotency_key)
     if len(others) == 1:

@@ -36,9 +36,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from starlette.requests import HTTPConnection
 
 from api.chatframes import Sequencer, frame, sent_json, started_json
+from api.directs import DirectPeers
 from api.hub import Subscription
 from api.presence import PresenceBoard
 from api.services import Services
+from domain.chat.conversations import is_direct
 from domain.chat.events import (
     BuddyAdded,
     ConversationStarted,
@@ -51,7 +53,7 @@ from domain.chat.events import (
 )
 from domain.chat.views import OFFLINE, ONLINE
 from producers.codec import DecodeError
-from producers.envelope import EventRecord
+from producers.envelope import EventRecord, Reply
 from producers.registries import CONVERSATIONS, SOCIAL
 from producers.topics import CHAT_EVENTS, CHAT_SIGNALS, SOCIAL_EVENTS, partitions_of
 from snapshots import chat as store
@@ -171,6 +173,8 @@ class ChatLive:
         self._recent: deque[tuple[float, str, str]] = deque()
         self._recent_by_user: dict[str, dict[str, tuple[int, bool, float]]] = {}
         self._versions: OrderedDict[str, int] = OrderedDict()
+        # Members of direct conversations and block lists, for direct sends (api.directs).
+        self.directs = DirectPeers()
         self._social_versions: OrderedDict[str, int] = OrderedDict()
         self._jobs: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -182,6 +186,7 @@ class ChatLive:
     @classmethod
     async def start(cls, svc: Services) -> ChatLive:
         live = cls(svc)
+        svc.reply_observers.append(live._on_reply)
         live._chat_sub = svc.hub.subscribe(CHAT_EVENTS, maxsize=HUB_QUEUE)
         live._social_sub = svc.hub.subscribe(SOCIAL_EVENTS, maxsize=HUB_QUEUE)
         for name, job in (
@@ -262,6 +267,16 @@ class ChatLive:
     def saw(self, conversation_id: str, version: int) -> None:
         _remember(self._versions, conversation_id, version)
 
+    def _on_reply(self, reply: Reply) -> None:
+        """Any API process's decision: the versions its caller may read next through this one."""
+        if not reply.ok or not reply.events:
+            return
+        kind = reply.events[-1].get("type")
+        if kind in CONVERSATIONS:
+            self.saw(reply.stream_id, reply.version)
+        elif kind in SOCIAL:
+            self.saw_social(reply.stream_id, reply.version)
+
     def saw_social(self, user: str, version: int) -> None:
         _remember(self._social_versions, user, version)
 
@@ -282,6 +297,8 @@ class ChatLive:
     def joined(self, conversation_id: str, version: int, members: tuple[str, ...]) -> None:
         """This instance created the conversation: its list reads should show it at once."""
         self.saw(conversation_id, version)
+        if is_direct(conversation_id):
+            self.directs.learn_members(conversation_id, members)
         for member in members:
             self._member_event(member, conversation_id, version, True)
 
@@ -332,6 +349,8 @@ class ChatLive:
                         box.offer_ephemeral(text)
             case ConversationStarted():
                 self.saw(event.conversation_id, event.version)
+                if is_direct(event.conversation_id):
+                    self.directs.learn_members(event.conversation_id, event.members)
                 text = frame("conversation", started_json(event))
                 for member in event.members:
                     self._member_event(member, event.conversation_id, event.version, True)
@@ -398,6 +417,7 @@ class ChatLive:
                 log.exception("social event of %s not handled", record.stream_id)
                 continue
             self.saw_social(record.stream_id, record.version)
+            self.directs.social_event(record.stream_id, record.version, event)
             match event:
                 case BuddyAdded(user=viewer, buddy=subject) if viewer in self.outboxes:
                     self._jobs.put_nowait(partial(self._tell_new_buddy, viewer, subject))

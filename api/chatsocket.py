@@ -28,7 +28,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from psycopg_pool import PoolTimeout
 
 from api.auth import User, user_from_token
-from api.chat import is_direct, mark_read, prepare_send, settled_membership, submit_send
+from api.chat import mark_read, prepare_send, settled_membership, submit_send
 from api.chatframes import (
     Fill,
     FrameError,
@@ -58,6 +58,7 @@ from api.chatlive import (
 from api.errors import ApiError
 from api.ratelimit import check_frame
 from api.services import Services, ws_services
+from domain.chat.conversations import is_direct
 from snapshots import chat as store
 
 log = logging.getLogger(__name__)

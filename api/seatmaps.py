@@ -37,6 +37,8 @@ WINDOW_S = 0.05
 # Changes kept per show for `since=V` resumes.
 RECENT_DELTAS = 4096
 VIEWER_QUEUE = 64
+# Merged catch-up frames kept per show (viewers behind by the same range share one encoding).
+MERGED_FRAMES = 32
 # A show nobody watches is dropped after this long.
 IDLE_S = 60.0
 # A view loaded from the snapshot alone (journal down) is loaded again this often.
@@ -79,23 +81,29 @@ class SeatMapUnavailableError(Exception):
 class Viewer:
     def __init__(self, version: int) -> None:
         self.version = version  # the version the client will have after the queued frames
-        self.queue: asyncio.Queue[str] = asyncio.Queue(VIEWER_QUEUE)
+        # Deltas not yet sent, each with its frame (encoded once for every viewer); they chain.
+        self.queue: list[tuple[SeatMapDelta, str]] = []
         self.resync = asyncio.Event()
         self.wakeup = asyncio.Event()
 
-    def offer(self, frame: str, from_version: int, to_version: int) -> None:
+    def offer(self, delta: SeatMapDelta, frame: str) -> None:
         if self.resync.is_set():
             return
-        if from_version != self.version:
+        if delta.from_version != self.version:
             self._need_snapshot()
             return
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
+        if len(self.queue) >= VIEWER_QUEUE:
+            # Too far behind to catch up frame by frame: a fresh snapshot instead.
             self._need_snapshot()
             return
-        self.version = to_version
+        self.queue.append((delta, frame))
+        self.version = delta.version
         self.wakeup.set()
+
+    def take(self) -> list[tuple[SeatMapDelta, str]]:
+        """Everything queued, oldest first; the queue is empty after."""
+        taken, self.queue = self.queue, []
+        return taken
 
     def _need_snapshot(self) -> None:
         self.resync.set()
@@ -125,6 +133,7 @@ class LiveShow:
         self.failed = False
         self.idle_since = asyncio.get_running_loop().time()
         self._snapshot_cache: tuple[int, str] | None = None
+        self._merged_frames: dict[tuple[int, int], str] = {}
         self._sub: Subscription | None = None
         self._task = asyncio.create_task(self._run(), name=f"live-{show_id}")
 
@@ -254,7 +263,26 @@ class LiveShow:
         self.pending = []
         frame = delta_frame(merged)
         for viewer in self.viewers:
-            viewer.offer(frame, merged.from_version, merged.version)
+            viewer.offer(merged, frame)
+
+    def catch_up_frame(self, queued: list[tuple[SeatMapDelta, str]]) -> str:
+        return catch_up_frame(queued, self._merged_frames)
+
+
+def catch_up_frame(
+    queued: list[tuple[SeatMapDelta, str]], merged: dict[tuple[int, int], str]
+) -> str:
+    """One frame for a viewer's queued deltas: the one frame itself, or their merge (one write
+    instead of several), encoded once in `merged` for every viewer behind by the same range."""
+    if len(queued) == 1:
+        return queued[0][1]
+    key = (queued[0][0].from_version, queued[-1][0].version)
+    frame = merged.get(key)
+    if frame is None:
+        if len(merged) >= MERGED_FRAMES:
+            merged.clear()
+        frame = merged[key] = delta_frame(merge_deltas(d for d, _ in queued))
+    return frame
 
 
 class LiveSeatMaps:

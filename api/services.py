@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from confluent_kafka.admin import AdminClient
@@ -21,7 +22,9 @@ from api.seatmaps import LiveSeatMaps
 from api.settle import ProjectionWatch
 from boxoffice.settings import Settings
 from domain.ticketing.views import SeatMapView
+from producers.envelope import Reply
 from producers.journal import JournalProducer
+from producers.registries import TICKETING
 from producers.replies import ReplyWaiter
 from producers.topics import CHAT_EVENTS, SHOW_EVENTS, SOCIAL_EVENTS, SYSTEM_EVENTS
 from snapshots.database import async_pool
@@ -29,6 +32,8 @@ from snapshots.database import async_pool
 log = logging.getLogger(__name__)
 
 KAFKA_CHECK_S = 1.0
+# How long a read about to say "not found" waits to have read every reply (one Kafka request).
+CATCH_UP_S = 1.0
 SEEN_VERSIONS = 100_000
 # How long loading a live seat map waits for a silent journal before using the snapshot.
 JOURNAL_WAIT_S = 5.0
@@ -72,12 +77,23 @@ class Services:
     kafka_up: bool = False
     connected: bool = False
     shows_seen: SeenVersions = field(default_factory=SeenVersions)
+    # Told of every decision's reply, whichever API process sent the command (chat's versions).
+    reply_observers: list[Callable[[Reply], None]] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
         producer = JournalProducer(settings)
-        replies = ReplyWaiter(settings)
+        seen = SeenVersions()
+        observers: list[Callable[[Reply], None]] = []
+
+        def on_reply(reply: Reply) -> None:
+            if reply.ok and reply.events and reply.events[-1].get("type") in TICKETING:
+                seen.saw(reply.stream_id, reply.version)
+            for observe in observers:
+                observe(reply)
+
+        replies = ReplyWaiter(settings, on_reply=on_reply)
         hub = EventHub(settings, (SHOW_EVENTS, CHAT_EVENTS, SOCIAL_EVENTS, SYSTEM_EVENTS))
         pool = async_pool(settings, "api")
         await pool.open(wait=True, timeout=30)
@@ -105,6 +121,8 @@ class Services:
             LocalPaymentProvider(pool, settings.fake_payment_slow_s),
             LiveLines(hub, pool),
             ProjectionWatch(settings),
+            shows_seen=seen,
+            reply_observers=observers,
         )
         svc.bus.available = lambda: svc.kafka_up
         # Reads must come up even while Kafka is down, so the Kafka side starts in the
@@ -148,6 +166,13 @@ class Services:
         live seat map it keeps from the journal for viewers."""
         live = self.seatmaps.current(show_id)
         return max(self.shows_seen.get(show_id), live.version if live is not None else 0)
+
+    async def decided_show_version(self, show_id: str) -> int:
+        """`known_show_version` once this process has read every reply committed so far,
+        whichever API process sent the command: for a read about to answer "not found", when
+        the caller's last command may have been answered by another worker a moment ago."""
+        await self.replies.caught_up(CATCH_UP_S)
+        return self.known_show_version(show_id)
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -229,15 +229,16 @@ async def _serve(websocket: WebSocket, live: LiveShow, since: int | None) -> Non
             viewer.wakeup.clear()
             if viewer.resync.is_set():
                 # Too slow, or the view was reloaded: drop what is queued, start over.
-                while not viewer.queue.empty():
-                    viewer.queue.get_nowait()
+                viewer.take()
                 assert live.view is not None
                 viewer.version = live.view.version
                 viewer.resync.clear()
                 await websocket.send_text(live.snapshot_frame())
                 continue
-            while not viewer.queue.empty():
-                await websocket.send_text(viewer.queue.get_nowait())
+            queued = viewer.take()
+            if queued:
+                # Whatever queued while the last send was in flight goes as one frame.
+                await websocket.send_text(live.catch_up_frame(queued))
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:

@@ -143,6 +143,10 @@ async def my_entry(
     live = await _line(svc, show_id)
     entry = live.line.latest_of(user.username)
     if entry is None:
+        # The join may have been answered by another API worker a moment ago.
+        live = await _line(svc, show_id, await svc.decided_show_version(show_id))
+        entry = live.line.latest_of(user.username)
+    if entry is None:
         raise ApiError(
             404, "not_in_line", "You are not waiting in this show's line.", {"show_id": show_id}
         )
@@ -232,6 +236,10 @@ async def my_place(
             404, "no_queue", f"Show {show_id} has no waiting room.", {"show_id": show_id}
         )
     place = live.place(user.username, datetime.now(UTC))
+    if place is None:
+        # The join may have been answered by another API worker a moment ago.
+        live = await _line(svc, show_id, await svc.decided_show_version(show_id))
+        place = live.place(user.username, datetime.now(UTC))
     if place is None:
         raise ApiError(
             404, "not_in_queue", "You are not in this show's queue.", {"show_id": show_id}

@@ -37,6 +37,7 @@ from typing import Any
 import aiohttp
 
 from api.auth import TokenSigner, User
+from bench.cpu import cpu_seconds, per_decision_ms
 from boxoffice.settings import PROJECT_ROOT, Settings, get_settings
 
 ROWS, SEATS_PER_ROW = 100, 200
@@ -464,6 +465,66 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+async def sweep(args: argparse.Namespace) -> dict[str, Any]:
+    """Decisions per second at each fan count, both systems, each on a fresh show, no viewers;
+    then each system at half its best rate (open loop) for the hold p99 there."""
+    settings = get_settings()
+    base = settings.api_url
+    org = await organizer_token(settings)
+    counts = [int(n) for n in args.sweep.split(",")]
+    tokens = tokens_for(settings, max(counts))
+    rows: list[dict[str, Any]] = []
+    box_best = pg_best = 0.0
+    for fans in counts:
+        show = await create_show(base, org, f"bench sweep {fans}")
+        before = cpu_seconds()
+        tally = await closed_loop(Target("boxoffice", base, show, tokens), args.duration, fans)
+        cpu = per_decision_ms(before, cpu_seconds(), tally.decided)
+        rows.append({"fans": fans, **summary("boxoffice", tally, None), "cpu_ms_per_decision": cpu})
+        box_best = max(box_best, tally.decided / tally.seconds)
+    show = await create_show(base, org, "bench sweep half")
+    half = await open_loop(Target("boxoffice", base, show, tokens), box_best / 2, args.steady)
+    results: dict[str, Any] = {
+        "boxoffice": rows,
+        "boxoffice_half_peak": summary("boxoffice", half, half),
+    }
+    if not args.skip_baseline:
+        from bench.pg_baseline import create_show_rows
+
+        proc = start_baseline(settings, args.baseline_port)
+        pg_rows: list[dict[str, Any]] = []
+        try:
+            pg_base = f"http://127.0.0.1:{args.baseline_port}"
+            for fans in counts:
+                name = f"bench-sweep-{fans}"
+                create_show_rows(settings, name, ROWS, SEATS_PER_ROW)
+                before = cpu_seconds()
+                tally = await closed_loop(Target("pg", pg_base, name, tokens), args.duration, fans)
+                cpu = per_decision_ms(before, cpu_seconds(), tally.decided)
+                pg_rows.append(
+                    {
+                        "fans": fans,
+                        **summary("postgres-only", tally, None),
+                        "cpu_ms_per_decision": cpu,
+                    }
+                )
+                pg_best = max(pg_best, tally.decided / tally.seconds)
+            create_show_rows(settings, "bench-sweep-half", ROWS, SEATS_PER_ROW)
+            half = await open_loop(
+                Target("pg", pg_base, "bench-sweep-half", tokens), pg_best / 2, args.steady
+            )
+            results["postgres_only"] = pg_rows
+            results["postgres_only_half_peak"] = summary("postgres-only", half, half)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        results["ratio_by_fans"] = {
+            str(b["fans"]): round(b["holds_decided_per_s"] / max(1e-9, p["holds_decided_per_s"]), 2)
+            for b, p in zip(rows, pg_rows, strict=True)
+        }
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fans", type=int, default=1000)
@@ -473,17 +534,22 @@ def main() -> None:
     parser.add_argument("--steady", type=float, default=20.0, help="half-load seconds")
     parser.add_argument("--baseline-port", type=int, default=8100)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--sweep",
+        help="fan counts, e.g. 64,256,1000: decisions/s at each (no viewers), then half peak",
+    )
     args = parser.parse_args()
     import uvloop
 
     uvloop.install()
     started = datetime.now(UTC)
-    results = asyncio.run(run(args))
+    results = asyncio.run(sweep(args) if args.sweep else run(args))
     results["date"] = started.isoformat(timespec="seconds")
     results["machine"] = f"{platform.node()} {os.cpu_count()} cores {platform.processor()}"
     results["command"] = "python -m bench.onsale " + " ".join(sys.argv[1:])
     print(json.dumps(results, indent=2))
-    out = PROJECT_ROOT / "var" / f"bench-onsale-{started:%Y%m%dT%H%M%S}.json"
+    kind = "onsale-sweep" if args.sweep else "onsale"
+    out = PROJECT_ROOT / "var" / f"bench-{kind}-{started:%Y%m%dT%H%M%S}.json"
     out.write_text(json.dumps(results, indent=2))
 
 

@@ -15,6 +15,7 @@ Run: python -m bench.pg_baseline --port 8100 (the benchmark starts it itself).
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, StrictInt
 
 from api import auth, errors, metrics, ratelimit
+from api.app import NO_TELEMETRY
 from api.auth import CurrentUser
 from api.errors import ApiError
 from api.limits import BodyLimit
@@ -88,7 +90,8 @@ def create_app(settings: Settings, hold_seconds: int) -> FastAPI:
         finally:
             await pool.close()
 
-    app = FastAPI(lifespan=lifespan)
+    # The same HTTP layer as boxoffice's, FastAPI's telemetry off as there.
+    app = FastAPI(lifespan=lifespan, telemetry=NO_TELEMETRY)
     errors.install(app)
     auth.install(app, settings)
     ratelimit.install(app, settings)
@@ -189,16 +192,25 @@ class _Rollback(Exception):  # noqa: N818  (control flow: leaving the block roll
         self.error = error
 
 
+def app_from_env() -> FastAPI:
+    """The app for each uvicorn worker process (workers import it by name)."""
+    return create_app(get_settings(), int(os.environ.get("BENCH_HOLD_SECONDS", "630")))
+
+
 def main() -> None:
     import uvicorn
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--hold-seconds", type=int, default=630)
+    # Two workers: the design people deploy on a machine like this one.
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    settings = get_settings()
+    os.environ["BENCH_HOLD_SECONDS"] = str(args.hold_seconds)
     uvicorn.run(
-        create_app(settings, args.hold_seconds),
+        "bench.pg_baseline:app_from_env",
+        factory=True,
+        workers=args.workers,
         host="127.0.0.1",
         port=args.port,
         log_level="warning",

@@ -75,7 +75,9 @@ class Settings(BaseSettings):
     # HTTP API
     http_host: str = "127.0.0.1"
     http_port: int = 8000
-    api_workers: int = 1
+    # One uvicorn worker per core: each instance keeps only what the journal can rebuild, and
+    # a read about to say "not found" first catches up with every worker's replies.
+    api_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
 
     # Kafka
     kafka_bootstrap: str = "127.0.0.1:9092"

@@ -70,6 +70,18 @@ from snapshots.charges import LedgerPaymentProvider, UnknownChargeError
 from snapshots.checkpoints import load_checkpoints, save_checkpoints
 from snapshots.database import async_pool, migrate
 
+# The events a saga moves on; the rest of the journal is passed over undecoded.
+SAGA_EVENTS = frozenset(
+    kind.__name__
+    for kind in (
+        PaymentStarted,
+        OrderPaid,
+        PaymentAbandoned,
+        PaymentRefused,
+        OrderRefunded,
+        ChargeRefunded,
+    )
+)
 log = logging.getLogger("boxoffice.reconciler")
 
 T = TypeVar("T")
@@ -221,6 +233,8 @@ class Reconciler:
                     position = message.offset + 1
                     try:
                         record = EventRecord.decode(message.value)
+                        if record.event.get("type") not in SAGA_EVENTS:
+                            continue  # most of the journal: holds, lines, shows
                         event = TICKETING.from_dict(record.event)
                     except DecodeError as exc:
                         # Not ours to park (the views dead-letter the journal's poison); it
@@ -231,7 +245,7 @@ class Reconciler:
                         continue
                     await self._apply(conn, event, record.recorded_at)
                 next_offsets[tp.partition] = position
-            await save_checkpoints(conn, CONSUMER, self.events_topic, next_offsets)
+            await save_checkpoints(conn, CONSUMER, self.events_topic, next_offsets, notify=False)
         self.positions.update(next_offsets)
 
     async def _apply(self, conn: psycopg.AsyncConnection[Any], event: Event, at: datetime) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer
 
@@ -26,12 +27,16 @@ class ReplyTimeoutError(Exception):
 
 
 class ReplyWaiter:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_reply: Callable[[Reply], None] | None = None) -> None:
         self._settings = settings
         self._topic = REPLIES.name(settings)
         self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
+        # Told of every reply, any instance's command: what this process knows has been
+        # decided, wherever it was asked.
+        self._on_reply = on_reply
+        self._advanced = asyncio.Event()
 
     async def start(self) -> None:
         consumer = await tail(self._settings, [self._topic])
@@ -63,19 +68,45 @@ class ReplyWaiter:
             if self._pending.get(command_id) is future:
                 del self._pending[command_id]
 
+    async def caught_up(self, timeout_s: float) -> bool:
+        """Return once this process has read every reply committed before the call (False
+        after `timeout_s`, or with no connection to Kafka). One request to the broker: for the
+        rare read that found nothing, so that what another API process answered a moment ago
+        is known here before this one says "not found"."""
+        consumer = self._consumer
+        if consumer is None or self._task is None or self._task.done():
+            return False
+        try:
+            async with asyncio.timeout(timeout_s):
+                ends = await consumer.end_offsets(list(consumer.assignment()))
+                for tp, end in ends.items():
+                    while await consumer.position(tp) < end:
+                        await self._advanced.wait()
+        except TimeoutError:
+            return False
+        except Exception as exc:  # the broker went away mid-request: as good as a timeout
+            log.warning("could not catch up with the replies (%r)", exc)
+            return False
+        return True
+
     async def _run(self) -> None:
         assert self._consumer is not None
         while True:
-            batches = await self._consumer.getmany(timeout_ms=500, max_records=2000)
+            # Short: a fetch that only passed commit markers still wakes `caught_up` soon.
+            batches = await self._consumer.getmany(timeout_ms=100, max_records=2000)
+            advanced, self._advanced = self._advanced, asyncio.Event()
+            advanced.set()
             for messages in batches.values():
                 for message in messages:
-                    if not self._pending:
+                    if not self._pending and self._on_reply is None:
                         break
                     try:
                         reply = Reply.decode(message.value)
                     except DecodeError:
                         log.warning("undecodable reply at offset %s", message.offset)
                         continue
+                    if self._on_reply is not None:
+                        self._on_reply(reply)
                     future = self._pending.get(reply.command_id)
                     if future is not None and not future.done():
                         future.set_result(reply)

@@ -275,6 +275,19 @@ async def blocks_of(db: Db, user: str) -> list[str]:
         return [row[0] for row in await cursor.fetchall()]
 
 
+async def block_list(db: Db, user: str) -> tuple[int, frozenset[str]]:
+    """`user`'s social stream version and whom they block, as one consistent read."""
+    async with connection(db) as conn:
+        cursor = await conn.execute(
+            "SELECT COALESCE((SELECT version FROM social_streams WHERE username = %(u)s), 0),"
+            " ARRAY(SELECT blocked FROM blocks WHERE username = %(u)s)",
+            {"u": user},
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0]), frozenset(row[1])
+
+
 async def presence_viewers(db: Db, subject: str, among: Collection[str]) -> list[str]:
     """Who, of ``among``, may see ``subject``'s presence: lists them as a buddy, not blocked."""
     async with connection(db) as conn:

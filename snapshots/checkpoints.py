@@ -26,8 +26,15 @@ async def load_checkpoints(db: Db, projection: str, topic: str) -> dict[int, int
 
 
 async def save_checkpoints(
-    db: Db, projection: str, topic: str, next_offsets: Mapping[int, int]
+    db: Db,
+    projection: str,
+    topic: str,
+    next_offsets: Mapping[int, int],
+    *,
+    notify: bool = True,
 ) -> None:
+    """Move the checkpoints forward; with `notify`, wake the API's read-your-writes waiters
+    when the transaction commits (for views they read, not for the reconciler's sagas)."""
     if not next_offsets:
         return
     partitions = list(next_offsets)
@@ -42,4 +49,5 @@ async def save_checkpoints(
             " WHERE projection_offsets.next_offset < EXCLUDED.next_offset",
             (projection, topic, partitions, [next_offsets[p] for p in partitions]),
         )
-        await conn.execute("SELECT pg_notify(%s, %s)", (PROJECTED_CHANNEL, topic))
+        if notify:
+            await conn.execute("SELECT pg_notify(%s, %s)", (PROJECTED_CHANNEL, topic))

@@ -96,12 +96,19 @@ SEND_WINDOW_CHARS = 2_000_000
 COMMAND_WINDOW = 10_000
 
 
+DIRECT_PREFIX = "dm:"
+
+
 def direct_conversation_id(a: str, b: str) -> str:
     """The one id of the direct conversation between ``a`` and ``b``, in either order."""
     low, high = sorted((a, b))
     # Length-prefixed so that no two pairs of names encode to the same bytes.
     digest = hashlib.sha256(f"{len(low)}:{low}{high}".encode()).hexdigest()
-    return "dm:" + digest[:32]
+    return DIRECT_PREFIX + digest[:32]
+
+
+def is_direct(conversation_id: str) -> bool:
+    return conversation_id.startswith(DIRECT_PREFIX)
 
 
 @dataclass(slots=True)

@@ -180,6 +180,21 @@ async def test_a_direct_conversation_asked_again_is_the_same_one(http: httpx.Asy
     assert again.json() == body
 
 
+async def test_a_conversation_with_nobody_else_or_with_strangers_is_refused(
+    http: httpx.AsyncClient,
+) -> None:
+    # The decider refuses a conversation of one; the edge only knows who is a user.
+    [ann] = await people(http, 1)
+    alone = await http.post("/v1/conversations", headers=ann.headers, json={"members": [ann.name]})
+    assert alone.status_code == 422, alone.text
+    assert alone.json()["error"]["code"] == "invalid_members"
+    stranger = await http.post(
+        "/v1/conversations", headers=ann.headers, json={"members": ["nobody_at_all_here"]}
+    )
+    assert stranger.status_code == 404, stranger.text
+    assert stranger.json()["error"]["code"] == "user_not_found"
+
+
 async def test_sends_count_up_and_a_repeated_client_msg_id_returns_the_first_message(
     http: httpx.AsyncClient,
 ) -> None:
