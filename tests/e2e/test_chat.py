@@ -662,17 +662,21 @@ async def test_history_pages_walk_back_through_10000_messages_while_new_ones_arr
     await seed(settings, ann, chat, 10_000)
 
     stop = asyncio.Event()
+    first_written = asyncio.Event()
 
     async def keep_writing() -> int:
         n = 0
         while not stop.is_set():
             assert (await send(http, bob, chat, f"new {n}")).status_code == 201
             n += 1
+            first_written.set()
             await asyncio.sleep(0.01)
         return n
 
     writer = asyncio.create_task(keep_writing())
-    await asyncio.sleep(0.2)
+    # The walk starts once new messages are arriving (the first may wait for the projection
+    # to catch up with the seed, which went faster than the projection).
+    await asyncio.wait_for(first_written.wait(), 30)
     url = f"/v1/conversations/{chat}/messages"
     walked: list[int] = []
     cursors: list[int] = []
