@@ -19,11 +19,13 @@ from fastapi.responses import Response
 
 from api.errors import ApiError, unavailable
 from api.lines import show_fields
-from api.seatmaps import LiveShow, SeatMapUnavailableError, Viewer, snapshot_json
+from api.seatmaps import LiveShow, SeatMapUnavailableError, Viewer, delta_frame, snapshot_json
 from api.services import Services, services, ws_services
 from api.sockets import close_with_error, until_closed
 from api.text import BIGINT_MAX
 from api.ticketing import checked_show_id
+from domain.ticketing.views import delta_between
+from producers.journal import JournalUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,6 @@ async def get_seatmap(
     svc: Annotated[Services, Depends(services)],
     version: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
 ) -> Response:
-    from producers.journal import JournalUnavailableError
     from snapshots import timetravel
 
     checked_show_id(show_id)
@@ -181,7 +182,10 @@ async def live_seatmap(websocket: WebSocket, show_id: str) -> None:
     if live is None:
         await close_with_error(websocket, "show_not_found", f"There is no show {show_id}.")
         return
-    await _serve(websocket, live, since)
+    first = None
+    if since is not None:
+        first = live.resume_frame(since) or await _resume_from_journal(svc, live, since)
+    await _serve(websocket, live, first)
 
 
 async def _find_show(svc: Services, show_id: str) -> LiveShow | None:
@@ -206,9 +210,39 @@ def checked_or_none(show_id: str) -> bool:
     return True
 
 
-async def _serve(websocket: WebSocket, live: LiveShow, since: int | None) -> None:
+# How long a resume may take to read the map at its version from the journal before the
+# viewer gets a snapshot instead.
+RESUME_READ_S = 5.0
+
+
+async def _resume_from_journal(svc: Services, live: LiveShow, since: int) -> tuple[str, int] | None:
+    """A delta from `since` to now when this process no longer (or never) kept the deltas:
+    the map at `since` read back (snapshot + journal) and compared with the current one. A
+    viewer resuming through another worker or instance than before still gets only what it
+    missed. None (a snapshot then) when that version cannot be read in time."""
+    from snapshots import timetravel
+
     assert live.view is not None
-    first = live.resume_frame(since) if since is not None else None
+    if not 1 <= since < live.view.version:
+        return None
+    try:
+        old = await asyncio.wait_for(
+            timetravel.seatmap_at(
+                svc.settings, svc.pool, live.show_id, since, journal=svc.kafka_up
+            ),
+            RESUME_READ_S,
+        )
+    except (TimeoutError, timetravel.VersionNotFoundError, JournalUnavailableError):
+        return None
+    if old is None or live.view is None:
+        return None
+    # No await from here until the viewer is registered: the delta ends where it starts.
+    delta = delta_between(old, live.view)
+    return delta_frame(delta), delta.version
+
+
+async def _serve(websocket: WebSocket, live: LiveShow, first: tuple[str, int] | None) -> None:
+    assert live.view is not None
     if first is None:
         viewer = Viewer(live.view.version)
         frame = live.snapshot_frame()

@@ -37,7 +37,7 @@ from typing import Any
 import aiohttp
 
 from api.auth import TokenSigner, User
-from bench.cpu import cpu_seconds, per_decision_ms
+from bench.cpu import CpuSplit, per_decision_ms
 from boxoffice.settings import PROJECT_ROOT, Settings, get_settings
 
 ROWS, SEATS_PER_ROW = 100, 200
@@ -471,15 +471,16 @@ async def sweep(args: argparse.Namespace) -> dict[str, Any]:
     settings = get_settings()
     base = settings.api_url
     org = await organizer_token(settings)
+    split = CpuSplit(str(settings.var_dir))
     counts = [int(n) for n in args.sweep.split(",")]
     tokens = tokens_for(settings, max(counts))
     rows: list[dict[str, Any]] = []
     box_best = pg_best = 0.0
     for fans in counts:
         show = await create_show(base, org, f"bench sweep {fans}")
-        before = cpu_seconds()
+        before = split.sample()
         tally = await closed_loop(Target("boxoffice", base, show, tokens), args.duration, fans)
-        cpu = per_decision_ms(before, cpu_seconds(), tally.decided)
+        cpu = per_decision_ms(before, split.sample(), tally.decided)
         rows.append({"fans": fans, **summary("boxoffice", tally, None), "cpu_ms_per_decision": cpu})
         box_best = max(box_best, tally.decided / tally.seconds)
     show = await create_show(base, org, "bench sweep half")
@@ -498,9 +499,9 @@ async def sweep(args: argparse.Namespace) -> dict[str, Any]:
             for fans in counts:
                 name = f"bench-sweep-{fans}"
                 create_show_rows(settings, name, ROWS, SEATS_PER_ROW)
-                before = cpu_seconds()
+                before = split.sample()
                 tally = await closed_loop(Target("pg", pg_base, name, tokens), args.duration, fans)
-                cpu = per_decision_ms(before, cpu_seconds(), tally.decided)
+                cpu = per_decision_ms(before, split.sample(), tally.decided)
                 pg_rows.append(
                     {
                         "fans": fans,

@@ -58,6 +58,18 @@ class SeatMapDelta:
     zones: dict[str, ZoneCounts]
 
 
+def delta_between(old: SeatMapView, new: SeatMapView) -> SeatMapDelta:
+    """The delta that takes a viewer of `old` to `new` (a later map of the same show): the
+    seats and zones that differ, as `new` has them."""
+    return SeatMapDelta(
+        new.show_id,
+        old.version,
+        new.version,
+        {seat: status for seat, status in new.seats.items() if old.seats.get(seat) != status},
+        {name: counts for name, counts in new.zones.items() if old.zones.get(name) != counts},
+    )
+
+
 def merge_deltas(deltas: Iterable[SeatMapDelta]) -> SeatMapDelta:
     """One delta with the effect of `deltas` applied in order (for a slow viewer).
 
