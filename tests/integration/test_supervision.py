@@ -127,15 +127,22 @@ def test_status_reports_each_consumers_lag_down_to_zero(settings: Settings, stac
     wanted = {("group", f"{prefix}.deciders"), ("group", f"{prefix}-processors")}
     wanted.add(("view", "ticketing.views"))
 
+    seen: list[object] = []
+
     def caught_up() -> dict[tuple[str, str], Lag] | None:
         # A status call has 3 s by default; after the whole suite the stack holds hundreds of
         # consumer groups and partitions, and on a loaded machine the read that tells a commit
         # marker from an event can need longer (the figure then stays an upper bound).
-        lags = {(lag.kind, lag.name): lag for lag in stack.report(timeout_s=15).lags}
+        report = stack.report(timeout_s=15)
+        lags = {(lag.kind, lag.name): lag for lag in report.lags}
+        seen[:] = [[lags.get(key) for key in sorted(wanted)], report.problems]
         done = all(key in lags and lags[key].lag == 0 and lags[key].exact for key in wanted)
         return lags if done else None
 
-    lags = eventually(caught_up, "every consumer to catch up", timeout_s=90)
+    try:
+        lags = eventually(caught_up, "every consumer to catch up", timeout_s=180)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last seen: {seen}") from None
     assert all(lag.partitions >= 1 for lag in lags.values())
 
     done = boxoffice_status(settings)
