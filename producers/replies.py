@@ -37,10 +37,25 @@ class ReplyWaiter:
         # decided, wherever it was asked.
         self._on_reply = on_reply
         self._advanced = asyncio.Event()
+        # Asks the log ends for `caught_up` on a connection of its own: on the reading
+        # consumer's, the request waited behind a fetch held open for up to 500 ms.
+        self._ends: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
         consumer = await tail(self._settings, [self._topic])
         self._consumer = consumer
+        ends = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        try:
+            await ends.start()
+        except BaseException:
+            await consumer.stop()
+            raise
+        self._ends = ends
         self._task = asyncio.create_task(self._run(), name="reply-waiter")
 
     async def stop(self) -> None:
@@ -48,6 +63,9 @@ class ReplyWaiter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._ends is not None:
+            with contextlib.suppress(Exception):
+                await self._ends.stop()
         if self._consumer is not None:
             await self._consumer.stop()
 
@@ -73,12 +91,12 @@ class ReplyWaiter:
         after `timeout_s`, or with no connection to Kafka). One request to the broker: for the
         rare read that found nothing, so that what another API process answered a moment ago
         is known here before this one says "not found"."""
-        consumer = self._consumer
-        if consumer is None or self._task is None or self._task.done():
+        consumer, reader = self._consumer, self._ends
+        if consumer is None or reader is None or self._task is None or self._task.done():
             return False
         try:
             async with asyncio.timeout(timeout_s):
-                ends = await consumer.end_offsets(list(consumer.assignment()))
+                ends = await reader.end_offsets(list(consumer.assignment()))
                 for tp, end in ends.items():
                     while await consumer.position(tp) < end:
                         await self._advanced.wait()
