@@ -6,8 +6,12 @@ connected to the live seat map. It reports:
 
 - holds decided per second (closed loop, every fan sends its next request at once),
 - hold latency p50/p99 over HTTP at half that rate (open loop, fixed schedule),
-- seat change -> viewer latency p50/p99 (decider's decision time -> frame received),
+- seat change -> viewer latency p50/p99 (decision time -> the viewer first sees the seat
+  held), and bytes each viewer received per second,
 - double sales (must be zero in both systems).
+
+Viewers of boxoffice hold the live socket; viewers of the baseline poll its seat map every
+second, as the viewers of a PostgreSQL-only site would (it caches the map for a second).
 
 The load generator is aiohttp on uvloop (httpx costs ~10x more CPU per request here), and
 the viewers run in a process of their own. Both still share this machine's two cores with
@@ -29,6 +33,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -197,6 +202,7 @@ def viewers_main(url: str, count: int, sampled: int, seconds: float, out: str) -
 async def _viewers(url: str, count: int, sampled: int, seconds: float) -> dict[str, Any]:
     seen: list[dict[str, float]] = [{} for _ in range(sampled)]
     frames = [0] * count
+    received = [0]
     problems: list[str] = []
     snapshots = [0] * count
     connected = [0]
@@ -215,6 +221,7 @@ async def _viewers(url: str, count: int, sampled: int, seconds: float) -> dict[s
                     if msg.type != aiohttp.WSMsgType.TEXT:
                         break
                     now = time.time()
+                    received[0] += len(msg.data)
                     frame = json.loads(msg.data)
                     frames[i] += 1
                     if frame["type"] == "snapshot":
@@ -233,15 +240,77 @@ async def _viewers(url: str, count: int, sampled: int, seconds: float) -> dict[s
             problems.append(f"viewer {i}: {exc!r}")
 
     connector = aiohttp.TCPConnector(limit=0)
+    lag = asyncio.create_task(loop_lag(seconds))
     async with aiohttp.ClientSession(connector=connector) as session:
         await asyncio.gather(*(viewer(i, session) for i in range(count)))
     return {
+        "loop_lag_p99_ms": round(pct(await lag, 99) * 1000, 1),
         "seen": seen,
         "frames": sum(frames),
         "snapshots": sum(snapshots),
         "connected": connected[0],
         "problems": problems[:20],
         "problem_count": len(problems),
+        "bytes": received[0],
+        "seconds": seconds,
+    }
+
+
+def pollers_main(url: str, count: int, sampled: int, seconds: float, out: str) -> None:
+    import uvloop
+
+    uvloop.install()
+    result = asyncio.run(_pollers(url, count, sampled, seconds))
+    Path(out).write_text(json.dumps(result))
+
+
+async def _pollers(url: str, count: int, sampled: int, seconds: float) -> dict[str, Any]:
+    """Viewers of a polling site: each GETs the seat map every second (spread over the
+    second), and the sampled ones note when each seat first shows as held."""
+    seen: list[dict[str, float]] = [{} for _ in range(sampled)]
+    polls = [0]
+    received = [0]
+    problems: list[str] = []
+    deadline = time.monotonic() + seconds
+
+    async def poller(i: int, session: aiohttp.ClientSession) -> None:
+        await asyncio.sleep(i / count)
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            try:
+                async with session.get(url) as response:
+                    data = await response.read()
+                    if response.status != 200:
+                        problems.append(f"poller {i}: {response.status} {data[:100]!r}")
+                        data = b""
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                problems.append(f"poller {i}: {exc!r}")
+                data = b""
+            now = time.time()
+            polls[0] += 1
+            received[0] += len(data)
+            if i < sampled and data:
+                mine = seen[i]
+                for seat, status in json.loads(data)["seats"].items():
+                    if status == "held" and seat not in mine:
+                        mine[seat] = now
+            await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=30)
+    lag = asyncio.create_task(loop_lag(seconds))
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await asyncio.gather(*(poller(i, session) for i in range(count)))
+    return {
+        "loop_lag_p99_ms": round(pct(await lag, 99) * 1000, 1),
+        "seen": seen,
+        "frames": polls[0],
+        "snapshots": polls[0],
+        "connected": count,
+        "problems": problems[:20],
+        "problem_count": len(problems),
+        "bytes": received[0],
+        "seconds": seconds,
     }
 
 
@@ -338,7 +407,74 @@ def viewer_summary(seen: dict[str, Any], lags: list[float]) -> dict[str, Any]:
         "samples": len(lags),
         "p50_ms": round(pct(lags, 50) * 1000, 1),
         "p99_ms": round(pct(lags, 99) * 1000, 1),
+        "bytes_per_viewer_per_s": round(
+            seen["bytes"] / max(1, seen["connected"]) / max(1e-9, seen["seconds"])
+        ),
+        "viewer_loop_lag_p99_ms": seen["loop_lag_p99_ms"],
     }
+
+
+async def loop_lag(seconds: float) -> list[float]:
+    """How late a 50 ms sleep wakes up, all along: a viewer process's own backlog."""
+    lags: list[float] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        before = time.monotonic()
+        await asyncio.sleep(0.05)
+        lags.append(time.monotonic() - before - 0.05)
+    return lags
+
+
+async def watched(
+    tally_of: Callable[[], Awaitable[Tally]],
+    viewers_target: Callable[[str, int, int, float, str], None],
+    url: str,
+    *,
+    args: argparse.Namespace,
+    seconds: float,
+    out: str,
+) -> tuple[Tally, dict[str, Any]]:
+    """Run a load phase with viewers attached, spread over `--viewer-procs` processes of their
+    own (one Python process cannot read 500 busy sockets without falling behind them itself);
+    the tally and the viewers' summary (staleness of the seats this phase held, bytes per
+    viewer, and how late the viewers' own event loops ran, to tell their lag from ours)."""
+    procs = max(1, args.viewer_procs)
+    paths = [PROJECT_ROOT / "var" / f"{i}-{out}" for i in range(procs)]
+    viewers = [
+        multiprocessing.Process(
+            target=viewers_target,
+            args=(
+                url,
+                args.viewers // procs + (i < args.viewers % procs),
+                args.sampled // procs + (i < args.sampled % procs),
+                seconds + 15,
+                str(path),
+            ),
+        )
+        for i, path in enumerate(paths)
+    ]
+    for viewer in viewers:
+        viewer.start()
+    await asyncio.sleep(min(10, 2 + args.viewers / 100))  # let them connect
+    tally = await tally_of()
+    for viewer in viewers:
+        viewer.join()
+    parts = [json.loads(path.read_text()) for path in paths]
+    seen: dict[str, Any] = {
+        "seen": [v for part in parts for v in part["seen"]],
+        "problems": [p for part in parts for p in part["problems"]][:20],
+        "seconds": parts[0]["seconds"],
+        "loop_lag_p99_ms": max(part["loop_lag_p99_ms"] for part in parts),
+    }
+    for key in ("frames", "snapshots", "connected", "problem_count", "bytes"):
+        seen[key] = sum(part[key] for part in parts)
+    lags = [
+        t - tally.held_at[seat]
+        for per_viewer in seen["seen"]
+        for seat, t in per_viewer.items()
+        if seat in tally.held_at
+    ]
+    return tally, viewer_summary(seen, lags)
 
 
 def summary(name: str, storm: Tally, steady: Tally | None) -> dict[str, Any]:
@@ -390,52 +526,33 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     tokens = tokens_for(settings, args.fans)
     results: dict[str, Any] = {"systems": []}
 
-    # boxoffice: storm with viewers, then half load on a fresh show.
+    # boxoffice: storm with viewers on the live socket, then half load on a fresh show.
+    ws = base.replace("http://", "ws://")
     show = await create_show(base, org, "bench storm")
-    viewers_out = PROJECT_ROOT / "var" / "bench-viewers.json"
-    ws = base.replace("http://", "ws://") + f"/v1/shows/{show}/live"
-    viewers = multiprocessing.Process(
-        target=viewers_main,
-        args=(ws, args.viewers, args.sampled, args.duration + 15, str(viewers_out)),
+    box_target = Target("boxoffice", base, show, tokens)
+    storm, seen = await watched(
+        lambda: closed_loop(box_target, args.duration, args.fans),
+        viewers_main,
+        f"{ws}/v1/shows/{show}/live",
+        args=args,
+        seconds=args.duration,
+        out="bench-viewers.json",
     )
-    viewers.start()
-    await asyncio.sleep(min(10, 2 + args.viewers / 100))  # let them connect
-    storm = await closed_loop(Target("boxoffice", base, show, tokens), args.duration, args.fans)
-    viewers.join()
-    seen = json.loads(viewers_out.read_text())
-    lags = [
-        t - storm.held_at[seat]
-        for per_viewer in seen["seen"]
-        for seat, t in per_viewer.items()
-        if seat in storm.held_at
-    ]
     rate = storm.decided / storm.seconds
     show2 = await create_show(base, org, "bench half load")
-    # Viewers again for the half-load phase: the latency a viewer sees when the system is
-    # not saturated, beside the one under the closed-loop storm.
-    viewers_out2 = PROJECT_ROOT / "var" / "bench-viewers-half.json"
-    ws2 = base.replace("http://", "ws://") + f"/v1/shows/{show2}/live"
-    viewers2 = multiprocessing.Process(
-        target=viewers_main,
-        args=(ws2, args.viewers, args.sampled, args.steady + 15, str(viewers_out2)),
+    box_half = Target("boxoffice", base, show2, tokens)
+    steady, seen2 = await watched(
+        lambda: open_loop(box_half, max(1.0, rate / 2), args.steady),
+        viewers_main,
+        f"{ws}/v1/shows/{show2}/live",
+        args=args,
+        seconds=args.steady,
+        out="bench-viewers-half.json",
     )
-    viewers2.start()
-    await asyncio.sleep(min(10, 2 + args.viewers / 100))
-    steady = await open_loop(
-        Target("boxoffice", base, show2, tokens), max(1.0, rate / 2), args.steady
-    )
-    viewers2.join()
-    seen2 = json.loads(viewers_out2.read_text())
-    lags2 = [
-        t - steady.held_at[seat]
-        for per_viewer in seen2["seen"]
-        for seat, t in per_viewer.items()
-        if seat in steady.held_at
-    ]
     box = summary("boxoffice", storm, steady)
     box["double_sales_in_projection"] = await boxoffice_double_sales(settings, show)
-    box["viewers_storm"] = viewer_summary(seen, lags)
-    box["viewers_half_load"] = viewer_summary(seen2, lags2)
+    box["viewers_storm"] = seen
+    box["viewers_half_load"] = seen2
     results["systems"].append(box)
 
     if not args.skip_baseline:
@@ -446,14 +563,30 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             create_show_rows(settings, "bench-storm", ROWS, SEATS_PER_ROW)
             create_show_rows(settings, "bench-half", ROWS, SEATS_PER_ROW)
             pg_base = f"http://127.0.0.1:{args.baseline_port}"
-            pg_storm = await closed_loop(
-                Target("pg", pg_base, "bench-storm", tokens), args.duration, args.fans
+            pg_target = Target("pg", pg_base, "bench-storm", tokens)
+            # The baseline's viewers poll its seat map every second (no live socket there).
+            pg_storm, pg_seen = await watched(
+                lambda: closed_loop(pg_target, args.duration, args.fans),
+                pollers_main,
+                f"{pg_base}/v1/shows/bench-storm/seatmap",
+                args=args,
+                seconds=args.duration,
+                out="bench-pollers.json",
             )
             pg_rate = pg_storm.decided / pg_storm.seconds
-            pg_steady = await open_loop(
-                Target("pg", pg_base, "bench-half", tokens), max(1.0, pg_rate / 2), args.steady
+            pg_half = Target("pg", pg_base, "bench-half", tokens)
+            pg_steady, pg_seen2 = await watched(
+                lambda: open_loop(pg_half, max(1.0, pg_rate / 2), args.steady),
+                pollers_main,
+                f"{pg_base}/v1/shows/bench-half/seatmap",
+                args=args,
+                seconds=args.steady,
+                out="bench-pollers-half.json",
             )
-            results["systems"].append(summary("postgres-only", pg_storm, pg_steady))
+            pg = summary("postgres-only", pg_storm, pg_steady)
+            pg["viewers_storm"] = pg_seen
+            pg["viewers_half_load"] = pg_seen2
+            results["systems"].append(pg)
         finally:
             proc.terminate()
             proc.wait(10)
@@ -531,6 +664,7 @@ def main() -> None:
     parser.add_argument("--fans", type=int, default=1000)
     parser.add_argument("--viewers", type=int, default=500)
     parser.add_argument("--sampled", type=int, default=50, help="viewers that record latency")
+    parser.add_argument("--viewer-procs", type=int, default=4, help="processes the viewers use")
     parser.add_argument("--duration", type=float, default=30.0, help="storm seconds (max)")
     parser.add_argument("--steady", type=float, default=20.0, help="half-load seconds")
     parser.add_argument("--baseline-port", type=int, default=8100)

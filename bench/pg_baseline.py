@@ -8,6 +8,11 @@ routes closely enough for the same load generator:
   POST /v1/shows/{show_id}/holds        {"seats": [...]} | {"best_available": {"quantity": n}}
   POST /v1/orders/{order_id}/payment    {"payment_token": "..."}
   DELETE /v1/orders/{order_id}
+  GET /v1/shows/{show_id}/seatmap        {"show_id", "version", "seats": {seat: status}}
+
+The seat map is what a PostgreSQL-only site would give viewers who poll: one query over the
+show's seats, cached in each worker for a second (so 500 viewers polling every second cost
+the database two queries a second, not 500), encoded once per cache fill.
 
 Run: python -m bench.pg_baseline --port 8100 (the benchmark starts it itself).
 """
@@ -15,13 +20,16 @@ Run: python -m bench.pg_baseline --port 8100 (the benchmark starts it itself).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+import orjson
+from fastapi import FastAPI, Request, Response
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, StrictInt
 
@@ -33,6 +41,8 @@ from api.limits import BodyLimit
 from boxoffice.settings import Settings, get_settings
 
 SCHEMA = "bench_baseline"
+# A polling site's server cache: every viewer's poll within a second gets the same bytes.
+SEATMAP_CACHE_S = 1.0
 
 DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
@@ -172,6 +182,36 @@ def create_app(settings: Settings, hold_seconds: int) -> FastAPI:
                 (order_id,),
             )
         return {"order_id": order_id, "status": "cancelled"}
+
+    # show -> (monotonic time it was read, encoded body)
+    seatmaps: dict[str, tuple[float, bytes]] = {}
+    # One refill at a time: without it every poll arriving while the map is read again
+    # would run the query too (a stampede of hundreds of 20,000-row reads each second).
+    refilling: dict[str, asyncio.Lock] = {}
+
+    @app.get("/v1/shows/{show_id}/seatmap")
+    async def seatmap(show_id: str) -> Response:
+        cached = seatmaps.get(show_id)
+        if cached is None or time.monotonic() - cached[0] >= SEATMAP_CACHE_S:
+            async with refilling.setdefault(show_id, asyncio.Lock()):
+                cached = seatmaps.get(show_id)
+                if cached is None or time.monotonic() - cached[0] >= SEATMAP_CACHE_S:
+                    cached = seatmaps[show_id] = await read_seatmap(show_id)
+        return Response(cached[1], media_type="application/json")
+
+    async def read_seatmap(show_id: str) -> tuple[float, bytes]:
+        read_at = time.monotonic()
+        async with pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    f"SELECT seat_id, CASE WHEN status = 'held' AND held_until < now()"
+                    f" THEN 'available' ELSE status END FROM {SCHEMA}.seats"
+                    f" WHERE show_id = %s",
+                    (show_id,),
+                )
+            ).fetchall()
+        body = {"show_id": show_id, "version": int(read_at * 1000), "seats": dict(rows)}
+        return read_at, orjson.dumps(body)
 
     @app.exception_handler(_Rollback)
     async def rolled_back(request: Request, exc: Exception) -> Any:
