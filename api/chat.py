@@ -158,9 +158,9 @@ async def decide(
             raise conversation_not_found(stream_id)
         raise refused
     if topic is CHAT_COMMANDS:
-        live.saw(stream_id, reply.version)
+        live.versions.saw(stream_id, reply.version)
     else:
-        live.saw_social(stream_id, reply.version)
+        live.versions.saw_social(stream_id, reply.version)
     return reply
 
 
@@ -194,7 +194,7 @@ def direct_blocks(live: ChatLive, conversation_id: str, sender: str) -> tuple[st
     other = live.directs.other_member(conversation_id, sender)
     if other is None:
         return None
-    blocks = live.directs.blocks(other, live.known_social_version(other))
+    blocks = live.directs.blocks(other, live.versions.known_social_version(other))
     if blocks is None:
         return None
     return (other,) if sender in blocks else ()
@@ -205,12 +205,12 @@ async def _projected_direct_blocks(
 ) -> tuple[str, ...]:
     """The same from the projection, once it has what this process has seen; what it reads
     is then kept in memory for the next sends."""
-    wanted = live.known_version(conversation_id)
+    wanted = live.versions.known_version(conversation_id)
 
     def caught_up(found: tuple[int, tuple[store.Peer, ...]]) -> bool:
         version, others = found
         return version >= wanted and all(
-            p.social_version >= live.known_social_version(p.username) for p in others
+            p.social_version >= live.versions.known_social_version(p.username) for p in others
         )
 
     version, others = await _until(
@@ -260,7 +260,7 @@ async def settled_membership(
 ) -> store.Membership:
     """``user``'s standing in the conversation once the projection has it at the version this
     instance has seen (or ``minimum``); after `SETTLE_S`, as the projection has it then."""
-    wanted = max(minimum, live.known_version(conversation_id))
+    wanted = max(minimum, live.versions.known_version(conversation_id))
     return await _until(
         svc,
         lambda: store.membership(svc.pool, conversation_id, user),
@@ -332,7 +332,7 @@ async def _require_users(svc: Services, names: set[str]) -> None:
 
 @router.get("/buddies")
 async def list_buddies(user: Me, svc: Svc, live: Live) -> Response:
-    wanted = live.known_social_version(user.username)
+    wanted = live.versions.known_social_version(user.username)
     await _until(
         svc, lambda: store.social_version(svc.pool, user.username), lambda found: found >= wanted
     )
@@ -341,7 +341,7 @@ async def list_buddies(user: Me, svc: Svc, live: Live) -> Response:
     buddies = [
         {
             "username": buddy,
-            "presence": ONLINE if live.is_online(buddy) and not blocked_me else OFFLINE,
+            "presence": ONLINE if live.presence.is_online(buddy) and not blocked_me else OFFLINE,
         }
         for buddy, blocked_me in rows
     ]
@@ -361,7 +361,7 @@ async def add_buddy(
     )
     await decide(svc, live, SOCIAL_COMMANDS, user.username, command)
     presence = OFFLINE
-    if live.is_online(username):
+    if live.presence.is_online(username):
         async with database():
             blocked_me = await store.has_blocked(svc.pool, username, user.username)
         presence = OFFLINE if blocked_me else ONLINE
@@ -384,7 +384,7 @@ async def remove_buddy(
 
 @router.get("/blocks")
 async def list_blocks(user: Me, svc: Svc, live: Live) -> Response:
-    wanted = live.known_social_version(user.username)
+    wanted = live.versions.known_social_version(user.username)
     await _until(
         svc, lambda: store.social_version(svc.pool, user.username), lambda found: found >= wanted
     )
@@ -468,7 +468,7 @@ async def list_conversations(user: Me, svc: Svc, live: Live) -> Response:
         have = {row.conversation_id: row.version for row in rows}
         joined = live.recently_joined(user.username)
         return all(c in have for c in joined) and all(
-            v >= live.known_version(c) for c, v in have.items()
+            v >= live.versions.known_version(c) for c, v in have.items()
         )
 
     rows = await _until(svc, lambda: store.inbox(svc.pool, user.username), caught_up)

@@ -1,20 +1,16 @@
-"""Live chat in one API instance: message fan-out to its sockets, presence and typing.
+"""Live chat in one API instance: the chat journal's messages fanned out to its sockets.
 
-Messages. Every instance reads the chat event journal through the event hub (no consumer
-group, no sticky routing), so a member's sockets get every message whichever instance they
-are connected to. Each socket has an `Outbox`: the conversations its user belongs to (from
-PostgreSQL when it connects, then from the membership events themselves), a bounded queue
-of what is to be sent, and a `Sequencer` that keeps each conversation in seq order with no
-gap and no repeat. Whatever the queue cannot take is remembered as "behind up to seq N" and
-filled from the history later, so a slow socket never buffers without bound and never
-skips.
+Every instance reads the chat event journal through the event hub (no consumer group, no
+sticky routing), so a member's sockets get every message whichever instance they are
+connected to. Each socket has an `Outbox` (api.chatoutbox): the conversations its user
+belongs to (from PostgreSQL when it connects, then from the membership events themselves),
+a bounded queue of what is to be sent, and a `Sequencer` that keeps each conversation in seq
+order with no gap and no repeat.
 
-Presence and typing are ephemeral: instances tell each other on the `chat.signals` topic
-(one hour of retention, never replayed beyond the last heartbeat window), not the journals.
-
-Read-your-writes. The REST reads come from the projection, which trails the journal by a
-few milliseconds; the versions this instance has seen (in its commands' replies and in the
-hub) let a read wait, briefly, until the projection has caught up with them.
+The rest is composed here, each concern in a module of its own: the versions this instance
+has seen, for read-your-writes (api.chatversions); presence as each viewer may see it
+(api.chatpresence); presence and typing between instances (api.chatsignals); members of
+direct conversations and block lists, for direct sends (api.directs).
 """
 
 from __future__ import annotations
@@ -24,189 +20,83 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import partial
+from collections import deque
 from typing import Any
 
-import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from starlette.requests import HTTPConnection
 
-from api.chatframes import Sequencer, frame, sent_json, started_json
+from api.chatframes import frame, sent_json, started_json
+from api.chatoutbox import CatchUpItem, FrameItem, JoinedItem, Outbox
+from api.chatpresence import BuddyPresence
+from api.chatsignals import HEARTBEAT_S, Signals
+from api.chatversions import SeenVersions
 from api.directs import DirectPeers
 from api.hub import Subscription
-from api.presence import PresenceBoard
 from api.services import Services
 from domain.chat.conversations import is_direct
 from domain.chat.events import (
-    BuddyAdded,
     ConversationStarted,
     MemberAdded,
     MemberRemoved,
     MessageSent,
     MessagesRead,
-    UserBlocked,
-    UserUnblocked,
 )
-from domain.chat.views import OFFLINE, ONLINE
 from producers.codec import DecodeError
-from producers.envelope import EventRecord, Reply
+from producers.envelope import EventRecord
 from producers.registries import CONVERSATIONS, SOCIAL
-from producers.topics import CHAT_EVENTS, CHAT_SIGNALS, SOCIAL_EVENTS, partitions_of
+from producers.topics import CHAT_EVENTS, SOCIAL_EVENTS
 from snapshots import chat as store
 
 log = logging.getLogger(__name__)
 
-# Presence: held this long after a user's last socket closes, so reloads do not flap it.
-OFFLINE_GRACE_S = 10.0
-HEARTBEAT_S = 5.0
-# An instance that stops heartbeating (crashed) loses its users after this long.
-PRESENCE_TTL_S = 3 * HEARTBEAT_S
 # A typing signal older than this is stale news, not worth a frame.
 TYPING_FRESH_S = 5.0
 # Membership events are remembered this long, so that a socket opening while the projection
 # still trails them does not miss a conversation it just joined.
 RECENT_MEMBERSHIP_S = 30.0
-# Per socket: frames queued before messages are left to be filled from the history.
-OUTBOX_LIMIT = 2000
 # Large: overflowing the hub's subscription costs a resynchronisation of every socket.
 HUB_QUEUE = 200_000
-KNOWN_VERSIONS = 200_000
-SOCIAL_SETTLE_S = 2.0
 TICK_S = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class MessageItem:
-    conversation_id: str
-    seq: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class FrameItem:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class JoinedItem:
-    """The user was added to a conversation: send it, members and all, from the projection."""
-
-    conversation_id: str
-    version: int
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeItem:
-    cursors: dict[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class CatchUpItem:
-    """Live events may have been lost: send whatever the history has after the position."""
-
-    conversation_id: str
-
-
-Item = MessageItem | FrameItem | JoinedItem | ResumeItem | CatchUpItem
-
-
-class Outbox:
-    """One socket's deliveries, fed by the instance and drained by the socket's writer."""
-
-    def __init__(self, user: str, limit: int = OUTBOX_LIMIT) -> None:
-        self.user = user
-        self.limit = limit
-        self.sequencer = Sequencer()
-        self.items: deque[Item] = deque()
-        self.behind: dict[str, int] = {}
-        # conversation_id -> (version, member): the newest membership news wins.
-        self.membership: dict[str, tuple[int, bool]] = {}
-        self.wake = asyncio.Event()
-        self.closed = False
-
-    def is_member(self, conversation_id: str) -> bool:
-        known = self.membership.get(conversation_id)
-        return known is not None and known[1]
-
-    def offer_message(self, conversation_id: str, seq: int, text: str) -> None:
-        self.sequencer.offered(conversation_id, seq)
-        if len(self.items) >= self.limit:
-            self.behind[conversation_id] = max(self.behind.get(conversation_id, 0), seq)
-        else:
-            self.items.append(MessageItem(conversation_id, seq, text))
-        self.wake.set()
-
-    def offer_ephemeral(self, text: str) -> None:
-        """Typing, presence, read receipts: dropped rather than queued past the limit."""
-        if len(self.items) < self.limit:
-            self.items.append(FrameItem(text))
-            self.wake.set()
-
-    def push(self, item: Item) -> None:
-        """Answers to the client's own frames and joins: few, and never dropped."""
-        self.items.append(item)
-        self.wake.set()
-
-    def push_first(self, item: Item) -> None:
-        """A resume goes before whatever is queued (after earlier resumes, which keep their
-        order): the queued messages then pass through the cursors it sets, so nothing it
-        replays comes again."""
-        at = 0
-        while at < len(self.items) and isinstance(self.items[at], ResumeItem):
-            at += 1
-        self.items.insert(at, item)
-        self.wake.set()
 
 
 class ChatLive:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
-        self.settings = svc.settings
-        self.instance = uuid.uuid4().hex
-        self.board = PresenceBoard(self.instance, OFFLINE_GRACE_S, PRESENCE_TTL_S)
         self.outboxes: dict[str, set[Outbox]] = {}
         self.followers: dict[str, set[Outbox]] = {}
         self._recent: deque[tuple[float, str, str]] = deque()
         self._recent_by_user: dict[str, dict[str, tuple[int, bool, float]]] = {}
-        self._versions: OrderedDict[str, int] = OrderedDict()
-        # Members of direct conversations and block lists, for direct sends (api.directs).
+        self.versions = SeenVersions()
         self.directs = DirectPeers()
-        self._social_versions: OrderedDict[str, int] = OrderedDict()
-        self._jobs: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self.signals = Signals(svc, uuid.uuid4().hex, self._heard, self._after_signals)
+        self.presence = BuddyPresence(svc, self.outboxes, self.signals, self.versions)
         self._tasks: list[asyncio.Task[None]] = []
-        self._sends: set[asyncio.Task[Any]] = set()
-        self._signals_topic = CHAT_SIGNALS.name(self.settings)
+        self._resync: asyncio.Task[None] | None = None
         self._chat_sub: Subscription | None = None
         self._social_sub: Subscription | None = None
 
     @classmethod
     async def start(cls, svc: Services) -> ChatLive:
         live = cls(svc)
-        svc.reply_observers.append(live._on_reply)
+        svc.reply_observers.append(live.versions.on_reply)
         live._chat_sub = svc.hub.subscribe(CHAT_EVENTS, maxsize=HUB_QUEUE)
         live._social_sub = svc.hub.subscribe(SOCIAL_EVENTS, maxsize=HUB_QUEUE)
         for name, job in (
             ("chat-dispatch", live._dispatch_chat),
             ("social-dispatch", live._dispatch_social),
-            ("chat-signals", live._signals),
+            ("chat-signals", live.signals.run),
             ("chat-tick", live._tick),
-            ("chat-presence", live._run_jobs),
+            ("chat-presence", live.presence.run),
         ):
             live._tasks.append(asyncio.create_task(job(), name=name))
         return live
 
     async def stop(self) -> None:
-        if self.board.held():
-            # Others would drop our users after the TTL anyway; this makes it immediate.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._send_signal("gone", self.instance, {}), 2)
-        for task in self._tasks:
+        await self.presence.leave()
+        tasks = [*self._tasks, *([self._resync] if self._resync is not None else [])]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for sub in (self._chat_sub, self._social_sub):
@@ -217,10 +107,7 @@ class ChatLive:
 
     def attach(self, box: Outbox) -> None:
         self.outboxes.setdefault(box.user, set()).add(box)
-        if self.board.opened(box.user):
-            self._signal("online", box.user, {"user": box.user})
-        self._queue_presence_changes()
-        self._jobs.put_nowait(partial(self._send_buddy_presence, box))
+        self.presence.opened(box)
 
     def detach(self, box: Outbox) -> None:
         box.closed = True
@@ -232,7 +119,7 @@ class ChatLive:
         for conversation_id, (_, member) in box.membership.items():
             if member:
                 self._unfollow(box, conversation_id)
-        self.board.closed(box.user)
+        self.presence.closed(box.user)
 
     async def load_memberships(self, box: Outbox) -> None:
         """What the socket follows: the projection's memberships, corrected by the membership
@@ -262,30 +149,6 @@ class ChatLive:
             if not boxes:
                 del self.followers[conversation_id]
 
-    # -- versions, for reads that must see this instance's writes --------------------------------
-
-    def saw(self, conversation_id: str, version: int) -> None:
-        _remember(self._versions, conversation_id, version)
-
-    def _on_reply(self, reply: Reply) -> None:
-        """Any API process's decision: the versions its caller may read next through this one."""
-        if not reply.ok or not reply.events:
-            return
-        kind = reply.events[-1].get("type")
-        if kind in CONVERSATIONS:
-            self.saw(reply.stream_id, reply.version)
-        elif kind in SOCIAL:
-            self.saw_social(reply.stream_id, reply.version)
-
-    def saw_social(self, user: str, version: int) -> None:
-        _remember(self._social_versions, user, version)
-
-    def known_version(self, conversation_id: str) -> int:
-        return self._versions.get(conversation_id, 0)
-
-    def known_social_version(self, user: str) -> int:
-        return self._social_versions.get(user, 0)
-
     def recently_joined(self, user: str) -> dict[str, int]:
         """Conversations ``user`` joined in the last moments (and has not left since)."""
         return {
@@ -296,7 +159,7 @@ class ChatLive:
 
     def joined(self, conversation_id: str, version: int, members: tuple[str, ...]) -> None:
         """This instance created the conversation: its list reads should show it at once."""
-        self.saw(conversation_id, version)
+        self.versions.saw(conversation_id, version)
         if is_direct(conversation_id):
             self.directs.learn_members(conversation_id, members)
         for member in members:
@@ -321,20 +184,21 @@ class ChatLive:
             if self._chat_sub.overflowed.is_set() and self._chat_sub.queue.empty():
                 self._chat_sub.close()
                 self._chat_sub = self.svc.hub.subscribe(CHAT_EVENTS, maxsize=HUB_QUEUE)
-                self._jobs.put_nowait(self._resync_all)
+                if self._resync is None or self._resync.done():
+                    self._resync = asyncio.create_task(self._resync_all(), name="chat-resync")
 
     def _on_chat(self, record: EventRecord) -> None:
         event = CONVERSATIONS.from_dict(record.event)
         match event:
             case MessageSent():
-                self.saw(event.conversation_id, event.version)
+                self.versions.saw(event.conversation_id, event.version)
                 boxes = self.followers.get(event.conversation_id)
                 if boxes:
                     text = frame("message", sent_json(event))
                     for box in boxes:
                         box.offer_message(event.conversation_id, event.seq, text)
             case MessagesRead():
-                self.saw(event.conversation_id, event.version)
+                self.versions.saw(event.conversation_id, event.version)
                 boxes = self.followers.get(event.conversation_id)
                 if boxes:
                     text = frame(
@@ -348,7 +212,7 @@ class ChatLive:
                     for box in boxes:
                         box.offer_ephemeral(text)
             case ConversationStarted():
-                self.saw(event.conversation_id, event.version)
+                self.versions.saw(event.conversation_id, event.version)
                 if is_direct(event.conversation_id):
                     self.directs.learn_members(event.conversation_id, event.members)
                 text = frame("conversation", started_json(event))
@@ -357,12 +221,12 @@ class ChatLive:
                     for box in self.outboxes.get(member, ()):
                         box.push(FrameItem(text))
             case MemberAdded():
-                self.saw(event.conversation_id, event.version)
+                self.versions.saw(event.conversation_id, event.version)
                 self._member_event(event.user, event.conversation_id, event.version, True)
                 for box in self.outboxes.get(event.user, ()):
                     box.push(JoinedItem(event.conversation_id, event.version))
             case MemberRemoved():
-                self.saw(event.conversation_id, event.version)
+                self.versions.saw(event.conversation_id, event.version)
                 self._member_event(event.user, event.conversation_id, event.version, False)
             case _:
                 raise DecodeError(f"{type(event).__name__} is not a conversation event")
@@ -402,7 +266,7 @@ class ChatLive:
                     if member:
                         box.push(CatchUpItem(conversation_id))
 
-    # -- the social journal: presence as each viewer may see it ----------------------------------
+    # -- the social journal -----------------------------------------------------------------------
 
     async def _dispatch_social(self) -> None:
         assert self._social_sub is not None
@@ -416,92 +280,20 @@ class ChatLive:
             except Exception:  # same: the next events still count
                 log.exception("social event of %s not handled", record.stream_id)
                 continue
-            self.saw_social(record.stream_id, record.version)
+            self.versions.saw_social(record.stream_id, record.version)
             self.directs.social_event(record.stream_id, record.version, event)
-            match event:
-                case BuddyAdded(user=viewer, buddy=subject) if viewer in self.outboxes:
-                    self._jobs.put_nowait(partial(self._tell_new_buddy, viewer, subject))
-                case UserBlocked(user=subject, blocked=viewer) if (
-                    viewer in self.outboxes and self.board.is_online(subject)
-                ):
-                    self._jobs.put_nowait(partial(self._tell_buddy, viewer, subject, OFFLINE))
-                case UserUnblocked(user=subject, blocked=viewer) if (
-                    viewer in self.outboxes and self.board.is_online(subject)
-                ):
-                    self._jobs.put_nowait(partial(self._tell_buddy, viewer, subject, ONLINE))
-                case _:
-                    pass
+            self.presence.social_event(event)
             if self._social_sub.overflowed.is_set() and self._social_sub.queue.empty():
                 self._social_sub.close()
                 self._social_sub = self.svc.hub.subscribe(SOCIAL_EVENTS, maxsize=HUB_QUEUE)
 
-    async def _tell_new_buddy(self, viewer: str, subject: str) -> None:
-        # Not asked of the projection whether they are buddies: it may not know yet.
-        online = self.board.is_online(subject)
-        if online and await store.has_blocked(self.svc.pool, subject, viewer):
-            online = False
-        self._tell(viewer, subject, ONLINE if online else OFFLINE)
-
-    async def _tell_buddy(self, viewer: str, subject: str, presence: str) -> None:
-        """A block or unblock changed what ``viewer`` may see of ``subject``, if a buddy."""
-        if await store.has_buddy(self.svc.pool, viewer, subject):
-            self._tell(viewer, subject, presence)
-
-    def _tell(self, viewer: str, subject: str, presence: str) -> None:
-        text = frame("presence", {"user": subject, "presence": presence})
-        for box in self.outboxes.get(viewer, ()):
-            box.offer_ephemeral(text)
-
-    async def _send_buddy_presence(self, box: Outbox) -> None:
-        """A new socket learns which of its buddies are online (those it may see)."""
-        await self._social_settled([box.user])
-        for buddy, blocked_me in await store.buddies_of(self.svc.pool, box.user):
-            if not blocked_me and self.board.is_online(buddy):
-                box.offer_ephemeral(frame("presence", {"user": buddy, "presence": ONLINE}))
-
-    def is_online(self, user: str) -> bool:
-        return self.board.is_online(user)
-
-    async def _social_settled(self, users: list[str]) -> None:
-        """Wait (briefly) until the projection has these users' buddies and blocks at the
-        versions this instance has seen: presence must not go by a list it just changed."""
-        wanted = {u: v for u in users if (v := self.known_social_version(u)) > 0}
-        if wanted:
-            await self.svc.projected.until(
-                lambda: store.social_versions_of(self.svc.pool, list(wanted)),
-                lambda have: all(have.get(u, 0) >= v for u, v in wanted.items()),
-                SOCIAL_SETTLE_S,
-            )
-
-    def _queue_presence_changes(self) -> None:
-        for user, online in self.board.changes():
-            self._jobs.put_nowait(partial(self._fan_out_presence, user, online))
-
-    async def _fan_out_presence(self, subject: str, online: bool) -> None:
-        local = [user for user in self.outboxes if user != subject]
-        if not local:
-            return
-        await self._social_settled([subject, *local])
-        viewers = await store.presence_viewers(self.svc.pool, subject, local)
-        text = frame("presence", {"user": subject, "presence": ONLINE if online else OFFLINE})
-        for viewer in viewers:
-            for box in self.outboxes.get(viewer, ()):
-                box.offer_ephemeral(text)
-
-    async def _run_jobs(self) -> None:
-        """Presence work, one job at a time, so a user's online and offline keep their order."""
-        while True:
-            job = await self._jobs.get()
-            try:
-                await job()
-            except Exception:  # a failed presence update must not stop the next ones
-                log.exception("live chat job failed")
-
-    # -- typing -----------------------------------------------------------------------------------
+    # -- typing and signals -----------------------------------------------------------------------
 
     def typing(self, conversation_id: str, user: str) -> None:
         self._deliver_typing(conversation_id, user)
-        self._signal("typing", conversation_id, {"conversation_id": conversation_id, "user": user})
+        self.signals.send(
+            "typing", conversation_id, {"conversation_id": conversation_id, "user": user}
+        )
 
     def _deliver_typing(self, conversation_id: str, user: str) -> None:
         boxes = self.followers.get(conversation_id)
@@ -512,126 +304,26 @@ class ChatLive:
             if box.user != user:
                 box.offer_ephemeral(text)
 
-    # -- signals between instances ----------------------------------------------------------------
+    def _heard(self, kind: str, instance: str, data: dict[str, Any], age_s: float) -> None:
+        if kind == "typing":
+            if age_s <= TYPING_FRESH_S:
+                self._deliver_typing(str(data.get("conversation_id")), str(data.get("user")))
+        else:
+            self.presence.heard(kind, instance, data, age_s)
 
-    def _signal(self, kind: str, key: str, body: dict[str, Any]) -> None:
-        if not self.svc.kafka_up:
-            return  # ephemeral: nobody will miss a signal that could not be sent
-        task = asyncio.create_task(self._send_signal(kind, key, body))
-        self._sends.add(task)
-        task.add_done_callback(_settled(self._sends))
-
-    async def _send_signal(self, kind: str, key: str, body: dict[str, Any]) -> None:
-        value = orjson.dumps(
-            {
-                **body,
-                "kind": kind,
-                "instance": self.instance,
-                "at": datetime.now(UTC).isoformat(),
-            }
-        )
-        await self.svc.producer.send(self._signals_topic, key, value)
+    def _after_signals(self) -> None:
+        self.presence.queue_changes()
 
     async def _tick(self) -> None:
         last_heartbeat = 0.0
         while True:
             await asyncio.sleep(TICK_S)
-            for user in self.board.release_due():
-                self._signal("offline", user, {"user": user})
-            self.board.expire()
             now = time.monotonic()
-            if now - last_heartbeat >= HEARTBEAT_S:
+            heartbeat = now - last_heartbeat >= HEARTBEAT_S
+            if heartbeat:
                 last_heartbeat = now
-                held = self.board.held()
-                for start in range(0, len(held), 1000):
-                    self._signal("heartbeat", self.instance, {"users": held[start : start + 1000]})
+            self.presence.tick(heartbeat)
             self._forget_old_memberships()
-            self._queue_presence_changes()
-
-    async def _signals(self) -> None:
-        while True:
-            try:
-                await self._consume_signals()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the broker is down or restarting: try again shortly
-                log.warning("chat signals unavailable (%r); retrying", exc)
-                await asyncio.sleep(2)
-
-    async def _consume_signals(self) -> None:
-        topic = self._signals_topic
-        partitions = await asyncio.to_thread(partitions_of, self.settings, [topic])
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="latest",
-        )
-        await consumer.start()
-        try:
-            tps = [TopicPartition(topic, p) for p in partitions[topic]]
-            consumer.assign(tps)
-            # From one heartbeat window back: whoever is online elsewhere has said so since.
-            since = int((time.time() - PRESENCE_TTL_S) * 1000)
-            found = await consumer.offsets_for_times(dict.fromkeys(tps, since))
-            for tp in tps:
-                at = found.get(tp)
-                if at is None:
-                    await consumer.seek_to_end(tp)
-                else:
-                    consumer.seek(tp, at.offset)
-            while True:
-                batches = await consumer.getmany(timeout_ms=500, max_records=2000)
-                for records in batches.values():
-                    for record in records:
-                        self._on_signal(record.value)
-                self._queue_presence_changes()
-        finally:
-            await consumer.stop()
-
-    def _on_signal(self, raw: bytes | None) -> None:
-        try:
-            data = orjson.loads(raw or b"")
-            instance = str(data["instance"])
-            kind = str(data["kind"])
-            age_s = max(0.0, time.time() - datetime.fromisoformat(data["at"]).timestamp())
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            log.warning("undecodable chat signal")
-            return
-        if instance == self.instance:
-            return
-        match kind:
-            case "online":
-                self.board.remote_online(instance, [str(data.get("user"))], age_s)
-            case "heartbeat":
-                users = data.get("users")
-                if isinstance(users, list):
-                    self.board.remote_online(instance, [str(u) for u in users], age_s)
-            case "offline":
-                self.board.remote_offline(instance, str(data.get("user")))
-            case "gone":
-                self.board.remote_gone(instance)
-            case "typing" if age_s <= TYPING_FRESH_S:
-                self._deliver_typing(str(data.get("conversation_id")), str(data.get("user")))
-            case _:
-                pass
-
-
-def _remember(versions: OrderedDict[str, int], key: str, version: int) -> None:
-    if versions.get(key, 0) < version:
-        versions[key] = version
-        versions.move_to_end(key)
-        if len(versions) > KNOWN_VERSIONS:
-            versions.popitem(last=False)
-
-
-def _settled(tasks: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None]:
-    def done(task: asyncio.Task[Any]) -> None:
-        tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.debug("chat signal not sent: %r", task.exception())
-
-    return done
 
 
 def chat_live(conn: HTTPConnection) -> ChatLive:

@@ -44,16 +44,15 @@ from api.chatframes import (
     message_json,
     parse_client_frame,
 )
-from api.chatlive import (
+from api.chatlive import ChatLive, chat_live
+from api.chatoutbox import (
     CatchUpItem,
-    ChatLive,
     FrameItem,
     Item,
     JoinedItem,
     MessageItem,
     Outbox,
     ResumeItem,
-    chat_live,
 )
 from api.errors import ApiError
 from api.ratelimit import check_frame

@@ -10,7 +10,7 @@ import pytest
 
 from api.auth import User
 from api.chat import checked_conversation_id, checked_username
-from api.chatlive import FrameItem, MessageItem, Outbox, ResumeItem
+from api.chatoutbox import FrameItem, MessageItem, Outbox, ResumeItem
 from api.chatsocket import LiveSocket
 from api.commands import STATUS_BY_CODE, command_id_for, rejection
 from api.errors import ApiError
