@@ -9,6 +9,7 @@ COPY api api
 COPY snapshots snapshots
 COPY stack stack
 COPY boxoffice boxoffice
+COPY web web
 RUN pip install --no-cache-dir .
 EXPOSE 8000
 CMD ["boxoffice", "api"]

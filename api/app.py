@@ -22,6 +22,7 @@ from api import (
     shows,
     ticketing,
     waitlist,
+    webapp,
 )
 from api.chatlive import ChatLive
 from api.limits import BodyLimit
@@ -63,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(linesocket.router)
     app.include_router(chat.router)
     app.include_router(chatsocket.router)
+    # Last: the web app's pages and files at / and /web/, behind every API route.
+    webapp.install(app)
     # Paths, query strings and headers with text storage cannot hold never reach a route.
     app.add_middleware(UrlGuard)
     # Outermost: an oversized body is refused before anything reads it.

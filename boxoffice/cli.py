@@ -38,6 +38,7 @@ def up(only: Only = None) -> None:
     settings = get_settings()
     Stack(settings).up(_only(only), say=typer.echo)
     typer.echo("")
+    typer.echo(f"Web app   {settings.api_url}/")
     typer.echo(f"API       {settings.api_url}")
     typer.echo(f"API docs  {settings.api_url}/docs")
     typer.echo(f"Metrics   {settings.api_url}/metrics")

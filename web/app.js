@@ -1,0 +1,65 @@
+// The app's entry: a hash router (#/, #/signin, #/signup, #/shows/ID, #/orders), the header's
+// signed-in state, and sign-out. Each page renders into <main> and returns its cleanup (a
+// live socket to close, timers to stop), run when the route changes.
+
+import { accountPage } from "./account.js";
+import { ordersPage } from "./orders.js";
+import * as session from "./session.js";
+import { showPage } from "./show.js";
+import { showsPage } from "./shows.js";
+
+let leave = () => {};
+let rendering = 0;
+
+async function route() {
+  const main = document.getElementById("main");
+  const hash = location.hash || "#/";
+  const run = ++rendering;
+  leave();
+  leave = () => {};
+  let cleanup;
+  const show = hash.match(/^#\/shows\/([^/?]+)$/);
+  if (hash === "#/signin" || hash === "#/signup") {
+    accountPage(main, hash.slice(2));
+  } else if (show) {
+    cleanup = await showPage(main, decodeURIComponent(show[1]));
+  } else if (hash === "#/orders") {
+    cleanup = await ordersPage(main);
+  } else {
+    cleanup = await showsPage(main);
+  }
+  // A newer route started while this one loaded: this one's socket and timers go at once.
+  if (run !== rendering) {
+    if (cleanup) cleanup();
+    return;
+  }
+  leave = cleanup || (() => {});
+  const heading = main.querySelector("h1");
+  if (heading && document.activeElement === document.body) {
+    heading.tabIndex = -1;
+    heading.focus({ preventScroll: true });
+  }
+}
+
+function header(signedIn) {
+  for (const el of document.querySelectorAll("[data-needs]")) {
+    el.hidden = (el.dataset.needs === "user") !== Boolean(signedIn);
+  }
+  document.getElementById("who").textContent = signedIn ? `Signed in as ${signedIn.username}` : "";
+}
+
+document.getElementById("sign-out").addEventListener("click", () => {
+  session.clear();
+  location.hash = "#/";
+});
+
+session.onChange((signedIn) => {
+  header(signedIn);
+  // Signed out (here, in another tab, or the server refused the token) while on a page that
+  // needs an account: go where a guest can be.
+  if (!signedIn && location.hash === "#/orders") location.hash = "#/signin";
+});
+
+window.addEventListener("hashchange", route);
+header(session.current());
+route();
