@@ -15,6 +15,7 @@ import time
 ROLES = (
     ("baseline api", "bench.pg_baseline"),
     ("api", "boxoffice.cli api"),
+    ("api", "granian"),  # the API under granian, when compared with uvicorn
     ("deciders", "processors.deciders"),
     ("views", "processors views"),
     ("chatviews", "processors chatviews"),
