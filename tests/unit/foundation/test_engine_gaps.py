@@ -31,14 +31,16 @@ def test_gaps_in_offset_order_are_kept_and_commits_pass_over_them() -> None:
     offsets = Offsets()
 
     async def run() -> None:
-        # One event per transaction: events at even offsets, commit markers at odd ones.
+        # One event per transaction: events at even offsets, commit markers at odd ones. As
+        # Faust's fetch loop calls it: from after the last message read to the new message.
         for offset in range(2, 2_001, 2):
-            await Consumer._add_gap(offsets, TP, offset - 1, offset - 1)  # type: ignore[arg-type]
+            await Consumer._add_gap(offsets, TP, offset - 1, offset)  # type: ignore[arg-type]
 
     asyncio.run(run())
     gaps = sorted((i.begin, i.end) for i in offsets._gap[TP])
     assert gaps == [(o, o + 1) for o in range(1, 2_000, 2)]
-    # Every event acked: the commit goes past every marker to the end.
+    # Every event acked: one commit goes past every marker to the end (with the message
+    # counted twice, as a gap's end and as acked, each commit passed one transaction).
     offsets._acked[TP] = list(range(0, 2_001, 2))
     offsets._acked_index[TP] = set(offsets._acked[TP])
     assert Consumer._new_offset(offsets, TP) == 2_001  # type: ignore[arg-type]
@@ -50,11 +52,11 @@ def test_a_gap_behind_the_last_one_takes_fausts_own_path() -> None:
     offsets = Offsets()
 
     async def run() -> None:
-        await Consumer._add_gap(offsets, TP, 10, 14)  # type: ignore[arg-type]
-        await Consumer._add_gap(offsets, TP, 12, 20)  # type: ignore[arg-type]
+        await Consumer._add_gap(offsets, TP, 10, 15)  # type: ignore[arg-type]
+        await Consumer._add_gap(offsets, TP, 12, 21)  # type: ignore[arg-type]
         # Below the committed offset a gap no longer matters.
         offsets._committed_offset[TP] = 30
-        await Consumer._add_gap(offsets, TP, 25, 29)  # type: ignore[arg-type]
+        await Consumer._add_gap(offsets, TP, 25, 30)  # type: ignore[arg-type]
 
     asyncio.run(run())
     assert sorted((i.begin, i.end) for i in offsets._gap[TP]) == [(10, 21)]
