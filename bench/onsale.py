@@ -32,6 +32,7 @@ import random
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -325,22 +326,35 @@ def tokens_for(settings: Settings, n: int) -> list[str]:
 
 
 async def create_show(base: str, organizer_token: str, name: str) -> str:
+    # One key for every try: a 503 (the deciders still rebuilding after `make run`, say) is
+    # asked again, as a client would, and cannot create the show twice.
+    key = uuid.uuid4().hex  # per show: the names repeat from run to run
+    headers = {"Authorization": f"Bearer {organizer_token}", "Idempotency-Key": key}
     async with aiohttp.ClientSession() as session:
-        async with session.post(
-            f"{base}/v1/shows",
-            headers={"Authorization": f"Bearer {organizer_token}"},
-            json={
-                "name": name,
-                "starts_at": "2027-06-01T20:00:00Z",
-                "hold_seconds": HOLD_SECONDS,
-                "sections": [
-                    {"name": "A", "rows": ROWS, "seats_per_row": SEATS_PER_ROW, "price_cents": 5000}
-                ],
-            },
-        ) as response:
-            body = await response.json()
-            assert response.status == 201, body
-            show_id: str = body["show_id"]
+        for _ in range(30):
+            async with session.post(
+                f"{base}/v1/shows",
+                headers=headers,
+                json={
+                    "name": name,
+                    "starts_at": "2027-06-01T20:00:00Z",
+                    "hold_seconds": HOLD_SECONDS,
+                    "sections": [
+                        {
+                            "name": "A",
+                            "rows": ROWS,
+                            "seats_per_row": SEATS_PER_ROW,
+                            "price_cents": 5000,
+                        }
+                    ],
+                },
+            ) as response:
+                body = await response.json()
+                if response.status != 503:
+                    break
+            await asyncio.sleep(1)
+        assert response.status == 201, body
+        show_id: str = body["show_id"]
         # Wait until the catalogue has it: viewers connect right after.
         for _ in range(100):
             async with session.get(f"{base}/v1/shows/{show_id}/seatmap") as seatmap:
