@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.errors import unavailable
 from api.hub import EventHub, Subscription
+from api.pershow import PerShow
 from domain.ticketing.events import (
     Event,
     QueueJoined,
@@ -284,26 +285,13 @@ async def waitlist_of(stored: StoredLine) -> Waitlist:
     return line
 
 
-class LiveLines:
+class LiveLines(PerShow[LiveLine]):
     """The lines this instance keeps, loaded on first read and dropped when idle."""
 
     def __init__(self, hub: EventHub, pool: AsyncConnectionPool[Any]) -> None:
+        super().__init__("lines-reaper", IDLE_S)
         self._hub = hub
         self._pool = pool
-        self.shows: dict[str, LiveLine] = {}
-        self._reaper: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._reaper = asyncio.create_task(self._reap(), name="lines-reaper")
-
-    async def stop(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
-        for live in list(self.shows.values()):
-            await live.close()
-        self.shows.clear()
 
     async def line(self, show_id: str, known: int, wait_s: float = READ_WAIT_S) -> LiveLine | None:
         """The show's line at version `known` (what the caller knows of) or later; None for a
@@ -316,9 +304,7 @@ class LiveLines:
             return live
         if known == 0 and not live.failed:
             # Unknown here and in the views: drop it, so ids cannot be used to pile up lines.
-            if self.shows.get(show_id) is live:
-                del self.shows[show_id]
-            await live.close()
+            await self.drop(show_id, live)
             return None
         raise unavailable("the line view")
 
@@ -326,16 +312,8 @@ class LiveLines:
         live = self.shows.get(show_id)
         return live if live is not None and live.version > 0 else None
 
-    async def _reap(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(IDLE_S / 4)
-            for show_id, live in list(self.shows.items()):
-                if live.watchers == 0 and loop.time() - live.used_at > IDLE_S:
-                    # Taken before the awaits above: the entry may since have been replaced.
-                    if self.shows.get(show_id) is live:
-                        del self.shows[show_id]
-                    await live.close()
+    def idle(self, live: LiveLine, now: float) -> bool:
+        return live.watchers == 0 and now - live.used_at > self.idle_s
 
 
 def queue_block(spec: QueueSpec | None, seed: str, now: datetime) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from api.hub import EventHub, Subscription
+from api.pershow import PerShow
 from domain.ticketing import JournalError
 from domain.ticketing.views import SeatMapDelta, SeatMapView, ZoneCounts, merge_deltas
 from producers.codec import DecodeError
@@ -292,25 +293,12 @@ def catch_up_frame(
     return frame
 
 
-class LiveSeatMaps:
+class LiveSeatMaps(PerShow[LiveShow]):
     def __init__(self, hub: EventHub, loader: Loader, fallback: Loader | None = None) -> None:
+        super().__init__("live-reaper", IDLE_S)
         self.hub = hub
         self.loader = loader
         self.fallback = fallback
-        self.shows: dict[str, LiveShow] = {}
-        self._reaper: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._reaper = asyncio.create_task(self._reap(), name="live-reaper")
-
-    async def stop(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
-        for show in list(self.shows.values()):
-            await show.close()
-        self.shows.clear()
 
     async def show(self, show_id: str) -> LiveShow | None:
         """The live show; None for an unknown show; SeatMapUnavailableError when it cannot be
@@ -320,9 +308,7 @@ class LiveSeatMaps:
             live = self.shows[show_id] = LiveShow(show_id, self.hub, self.loader, self.fallback)
         await live.ready.wait()
         if live.failed:
-            if self.shows.get(show_id) is live:
-                del self.shows[show_id]
-            await live.close()
+            await self.drop(show_id, live)
             raise SeatMapUnavailableError(show_id)
         if live.missing:
             return None
@@ -332,8 +318,7 @@ class LiveSeatMaps:
         """Drop the record that `show_id` was unknown, so the next `show` looks again."""
         live = self.shows.get(show_id)
         if live is not None and live.missing:
-            del self.shows[show_id]
-            await live.close()
+            await self.drop(show_id, live)
 
     def current(self, show_id: str) -> SeatMapView | None:
         live = self.shows.get(show_id)
@@ -341,16 +326,8 @@ class LiveSeatMaps:
             return None
         return live.view
 
-    async def _reap(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(IDLE_S / 4)
-            for show_id, live in list(self.shows.items()):
-                if live.viewers:
-                    live.idle_since = loop.time()
-                elif loop.time() - live.idle_since > IDLE_S or live.missing:
-                    # The list was taken before the awaits above: the entry may since have
-                    # been dropped (forget_missing) or replaced by a newer load of the show.
-                    if self.shows.get(show_id) is live:
-                        del self.shows[show_id]
-                    await live.close()
+    def idle(self, live: LiveShow, now: float) -> bool:
+        if live.viewers:
+            live.idle_since = now
+            return False
+        return now - live.idle_since > self.idle_s or live.missing
