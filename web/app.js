@@ -3,6 +3,9 @@
 // live socket to close, timers to stop), run when the route changes.
 
 import { accountPage } from "./account.js";
+import { get } from "./api.js";
+import { organizerPage } from "./organizer.js";
+import { chatPage } from "./chat.js";
 import { ordersPage } from "./orders.js";
 import * as session from "./session.js";
 import { showPage } from "./show.js";
@@ -25,6 +28,10 @@ async function route() {
     cleanup = await showPage(main, decodeURIComponent(show[1]));
   } else if (hash === "#/orders") {
     cleanup = await ordersPage(main);
+  } else if (hash === "#/organize") {
+    organizerPage(main);
+  } else if (hash === "#/chat") {
+    cleanup = await chatPage(main);
   } else {
     cleanup = await showsPage(main);
   }
@@ -58,8 +65,28 @@ session.onChange((signedIn) => {
   // Signed out (here, in another tab, or the server refused the token) while on a page that
   // needs an account: go where a guest can be.
   if (!signedIn && location.hash === "#/orders") location.hash = "#/signin";
+  if (!signedIn && location.hash === "#/chat") location.hash = "#/signin";
 });
+
+// The Organize link: for organizers (GET /v1/users/me says who is one); when the role cannot
+// be read, for anyone signed in, and the server's 403 on creating a show speaks.
+async function organizeLink(signedIn) {
+  const link = document.getElementById("organize-link");
+  if (!link) return;
+  link.hidden = true;
+  if (!signedIn) return;
+  let organizer = true;
+  try {
+    organizer = Boolean((await get("/v1/users/me")).organizer);
+  } catch {
+    // unknown: shown
+  }
+  const now = session.current();
+  link.hidden = !(now && now.token === signedIn.token && organizer);
+}
+session.onChange(organizeLink);
 
 window.addEventListener("hashchange", route);
 header(session.current());
+organizeLink(session.current());
 route();

@@ -3,6 +3,7 @@
 
 import { ApiError, get, newKey, post } from "./api.js";
 import { h, money, notice, when } from "./dom.js";
+import { waitingRoom, waitlistPanel } from "./lines.js";
 import { LiveSeatMap } from "./live.js";
 import { explain, orderPanel } from "./order.js";
 import { SeatMap } from "./seatmap.js";
@@ -88,6 +89,10 @@ export async function showPage(main, showId) {
 
   async function hold(body, button) {
     if (!signedIn()) return;
+    if (room && !room.open()) {
+      say("error", "Holding opens when the waiting room lets you in: join it above and wait for your turn.");
+      return;
+    }
     button.disabled = true;
     say("info", "Holding…");
     try {
@@ -101,6 +106,8 @@ export async function showPage(main, showId) {
       showOrder(order);
     } catch (error) {
       say("error", explain(error));
+      if (error instanceof ApiError && ["seats_unavailable", "not_enough_seats", "zone_sold_out"].includes(error.code)) line.suggest();
+      if (room && error instanceof ApiError && error.code === "queue_pass_required") room.refresh();
       // The seats someone else got are let go, so the next try asks only for free ones.
       if (map && error instanceof ApiError && error.code === "seats_unavailable") {
         for (const id of error.details.unavailable || []) if (map.selected.has(id)) map.toggle(id);
@@ -111,18 +118,43 @@ export async function showPage(main, showId) {
     }
   }
 
-  function showOrder(order) {
+  function showOrder(order, title = "Your hold") {
     if (panel) panel.stop();
     panel = orderPanel(order, {
-      title: "Your hold",
+      title,
       onChange: (changed) => {
         if (map && changed.status !== "held" && changed.status !== "paid") map.markMine(changed.seats, false);
+        if (changed.status !== "held") line.offerSettled(changed.order_id);
       },
     });
     orderSlot.replaceChildren(panel.element);
     panel.element.scrollIntoView({ block: "nearest" });
   }
   cleanup.push(() => panel && panel.stop());
+
+  // The lines: the waitlist when nothing fits, the waiting room of a queued show (holding
+  // stays locked, inert, until its pass is valid). An offer from the line is a held order.
+  const line = waitlistPanel(show, {
+    showOffer: (order) => {
+      if (map) map.markMine(order.seats, true);
+      showOrder(order, "Your offer from the line");
+    },
+  });
+  cleanup.push(() => line.stop());
+  const room = show.queue ? waitingRoom(show, { onChange: (open) => lockHolding(!open) }) : null;
+  if (room) cleanup.push(() => room.stop());
+  const zoneCounts = {};
+  function lockHolding(locked) {
+    for (const el of [mapBox, bestForm, zoneTable, holdPicked, clearPicked]) if (el) el.inert = locked;
+    main.dataset.locked = String(locked);
+  }
+  function noteFree(seats, counts) {
+    Object.assign(zoneCounts, counts || {});
+    let seatFree = false;
+    if (map) for (const state of map.state.values()) if (state === "available" && (seatFree = true)) break;
+    const zoneFree = Object.values(zoneCounts).some((c) => c.available > 0);
+    line.soldOut(!seatFree && !zoneFree);
+  }
 
   holdPicked.addEventListener("click", () => hold({ seats: [...map.selected] }, holdPicked));
   clearPicked.addEventListener("click", () => {
@@ -243,6 +275,8 @@ export async function showPage(main, showId) {
       ? h("p.prices", {}, sections.map((s) => `Section ${s.name}: ${money(s.price_cents)}`).join(" · "))
       : null,
     messages,
+    room ? room.element : null,
+    line.element,
     orderSlot,
     map ? h("div.mapbar", {}, legend, zoomButtons) : null,
     map ? mapBox : null,
@@ -257,12 +291,15 @@ export async function showPage(main, showId) {
     scale = map.setZoom(null);
     performance.mark("seatmap-drawn");
   }
+  if (room) room.start();
+  line.start();
 
   const live = new LiveSeatMap(showId, {
     onSnapshot: (frame) => {
       if (!painted) performance.mark("snapshot-received");
       if (map) noteTaken(map.apply(frame.seats));
       updateZones(frame.zones);
+      noteFree(frame.seats, frame.zones);
       markLive(frame.version);
       if (!painted) {
         painted = true;
@@ -276,6 +313,7 @@ export async function showPage(main, showId) {
       status.setStale("show", false);
       if (map) noteTaken(map.apply(frame.seats));
       updateZones(frame.zones);
+      noteFree(frame.seats, frame.zones);
       markLive(frame.version);
     },
     onGone: (message) => say("error", message),

@@ -36,7 +36,7 @@ function render() {
   let text = "";
   let kind = "";
   if (!browserOnline) {
-    text = "You are offline. The seat map will catch up when the connection is back.";
+    text = "You are offline. This page will catch up when the connection is back.";
     kind = "offline";
   } else if (!networkOk || !socketOk) {
     text = "Connection lost. Reconnecting…";

@@ -23,6 +23,7 @@ import pytest
 from playwright.sync_api import (
     Browser,
     BrowserContext,
+    Locator,
     Page,
     Playwright,
     expect,
@@ -197,3 +198,24 @@ def open_page(browser: Browser, app_url: str, request: pytest.FixtureRequest) ->
 def screenshot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+# -- what several pages' tests look at ----------------------------------------------------
+
+
+def seat(page: Page, seat_id: str) -> Locator:
+    return page.locator(f'svg.seatmap [data-seat="{seat_id}"]')
+
+
+def wait_live(page: Page) -> None:
+    """The map has had its snapshot: the page says which version it shows."""
+    expect(page.locator(".live-state")).to_have_attribute("data-version", re.compile(r"^\d+$"))
+
+
+def mark_page(page: Page) -> None:
+    """A marker that a reload or a navigation would wipe out."""
+    page.evaluate("window.__sameDocument = true")
+
+
+def assert_same_page(page: Page) -> None:
+    assert page.evaluate("window.__sameDocument === true"), "the page was reloaded"

@@ -8,28 +8,20 @@ import json
 import re
 
 import httpx
-from playwright.sync_api import Locator, Page, Route, expect
+from playwright.sync_api import Route, expect
 
-from tests.browser.conftest import ARTIFACTS, WAIT_MS, Opener, Scene, screenshot
+from tests.browser.conftest import (
+    ARTIFACTS,
+    WAIT_MS,
+    Opener,
+    Scene,
+    assert_same_page,
+    mark_page,
+    screenshot,
+    seat,
+    wait_live,
+)
 from tests.e2e.ticketing import PASSWORD, unique
-
-
-def seat(page: Page, seat_id: str) -> Locator:
-    return page.locator(f'svg.seatmap [data-seat="{seat_id}"]')
-
-
-def wait_live(page: Page) -> None:
-    """The map has had its snapshot: the page says which version it shows."""
-    expect(page.locator(".live-state")).to_have_attribute("data-version", re.compile(r"^\d+$"))
-
-
-def mark_page(page: Page) -> None:
-    """A marker that a reload or a navigation would wipe out."""
-    page.evaluate("window.__sameDocument = true")
-
-
-def assert_same_page(page: Page) -> None:
-    assert page.evaluate("window.__sameDocument === true"), "the page was reloaded"
 
 
 def test_the_page_and_the_api_share_the_origin_without_shadowing(app_url: str) -> None:
