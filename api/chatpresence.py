@@ -22,7 +22,7 @@ from api.chatoutbox import Outbox
 from api.chatsignals import PRESENCE_TTL_S, Signals
 from api.chatversions import SeenVersions
 from api.presence import PresenceBoard
-from api.services import Services
+from api.services import CATCH_UP_S, Services
 from domain.chat.events import BuddyAdded, UserBlocked, UserUnblocked
 from domain.chat.views import OFFLINE, ONLINE
 from snapshots import chat as store
@@ -118,6 +118,7 @@ class BuddyPresence:
 
     async def _tell_new_buddy(self, viewer: str, subject: str) -> None:
         # Not asked of the projection whether they are buddies: it may not know yet.
+        await self._social_settled([viewer, subject])
         online = self.board.is_online(subject)
         if online and await store.has_blocked(self.svc.pool, subject, viewer):
             online = False
@@ -125,6 +126,7 @@ class BuddyPresence:
 
     async def _tell_buddy(self, viewer: str, subject: str, presence: str) -> None:
         """A block or unblock changed what ``viewer`` may see of ``subject``, if a buddy."""
+        await self._social_settled([viewer, subject])
         if await store.has_buddy(self.svc.pool, viewer, subject):
             self._tell(viewer, subject, presence)
 
@@ -142,7 +144,12 @@ class BuddyPresence:
 
     async def _social_settled(self, users: list[str]) -> None:
         """Wait (briefly) until the projection has these users' buddies and blocks at the
-        versions this instance has seen: presence must not go by a list it just changed."""
+        versions this instance has seen: presence must not go by a list it just changed.
+
+        The versions are read once this process has every reply committed so far: a block
+        made through another API worker a moment ago is otherwise unknown here, nothing is
+        waited for, and a stale projection let the blocked user see presence."""
+        await self.svc.replies.caught_up(CATCH_UP_S)
         wanted = {u: v for u in users if (v := self.versions.known_social_version(u)) > 0}
         if wanted:
             await self.svc.projected.until(
