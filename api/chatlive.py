@@ -66,6 +66,9 @@ class ChatLive:
         self.followers: dict[str, set[Outbox]] = {}
         self._recent: deque[tuple[float, str, str]] = deque()
         self._recent_by_user: dict[str, dict[str, tuple[int, bool, float]]] = {}
+        # Per membership load under way: conversation -> (first, last) seq of the messages
+        # dispatched meanwhile. They reached none of that socket's conversations yet.
+        self._loading: dict[int, dict[str, tuple[int, int]]] = {}
         self.versions = SeenVersions()
         self.directs = DirectPeers()
         self.signals = Signals(svc, uuid.uuid4().hex, self._heard, self._after_signals)
@@ -125,11 +128,24 @@ class ChatLive:
         """What the socket follows: the projection's memberships, corrected by the membership
         events of the last moments that the projection may not have folded yet. Events that
         arrive from now on reach the box directly (it is attached already)."""
-        stored = await store.conversations_of(self.svc.pool, box.user)
+        meanwhile: dict[str, tuple[int, int]] = {}
+        self._loading[id(meanwhile)] = meanwhile
+        try:
+            stored = await store.conversations_of(self.svc.pool, box.user)
+        finally:
+            del self._loading[id(meanwhile)]
         for conversation_id, version in stored.items():
             self.set_membership(box, conversation_id, version, True)
         for conversation_id, (version, member, _) in self._recent_by_user.get(box.user, {}).items():
             self.set_membership(box, conversation_id, version, member)
+        # Messages sent while the socket was open but its conversations not yet known went to
+        # no socket: they start the socket's conversation and come from the history, instead
+        # of the socket starting after them (a gap the client never hears of).
+        for conversation_id, (first, last) in meanwhile.items():
+            if box.is_member(conversation_id):
+                box.sequencer.offered(conversation_id, first)
+                box.behind[conversation_id] = max(box.behind.get(conversation_id, 0), last)
+                box.wake.set()
 
     def set_membership(self, box: Outbox, conversation_id: str, version: int, member: bool) -> None:
         known = box.membership.get(conversation_id)
@@ -192,6 +208,9 @@ class ChatLive:
         match event:
             case MessageSent():
                 self.versions.saw(event.conversation_id, event.version)
+                for meanwhile in self._loading.values():
+                    first, _ = meanwhile.get(event.conversation_id, (event.seq, 0))
+                    meanwhile[event.conversation_id] = (first, event.seq)
                 boxes = self.followers.get(event.conversation_id)
                 if boxes:
                     text = frame("message", sent_json(event))

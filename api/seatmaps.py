@@ -273,6 +273,14 @@ class LiveShow:
         for viewer in self.viewers:
             viewer.offer(merged, frame)
 
+    def join(self, viewer: Viewer) -> None:
+        """Start `viewer` at the view's version. What is pending goes out first, to the viewers
+        already here: its merged delta starts before that version, so the newcomer would take
+        it for a gap and get a second snapshot (a resumed viewer, a snapshot instead of only
+        what it missed)."""
+        self._flush()
+        self.viewers.add(viewer)
+
     def catch_up_frame(self, queued: list[tuple[SeatMapDelta, str]]) -> str:
         return catch_up_frame(queued, self._merged_frames)
 

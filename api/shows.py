@@ -249,7 +249,7 @@ async def _serve(websocket: WebSocket, live: LiveShow, first: tuple[str, int] | 
     else:
         frame, version = first
         viewer = Viewer(version)
-    live.viewers.add(viewer)
+    live.join(viewer)
     # The client never sends anything we need; reading only notices that it went away.
     reader = asyncio.create_task(until_closed(websocket))
     # The client going away wakes the writer like a frame would: one wait per frame, not a
