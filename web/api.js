@@ -87,3 +87,49 @@ function noteClock(response) {
 export const get = (path, options) => call("GET", path, options);
 export const post = (path, body, options = {}) => call("POST", path, { ...options, body });
 export const del = (path, options) => call("DELETE", path, options);
+
+// A command that got no answer (503, or no connection) may still be carried out once the
+// server is back. Asked again, the same command goes with the same Idempotency-Key, so the
+// server answers it once instead of doing it twice (a second hold, a second payment), even
+// after a reload of the page (the keys are kept for the tab). Any answer (done, or refused)
+// ends that: the next time is a new command with a new key.
+const UNANSWERED = "boxoffice.unanswered";
+const UNANSWERED_KEPT = 20;
+
+function unanswered() {
+  try {
+    return new Map(JSON.parse(sessionStorage.getItem(UNANSWERED) || "[]"));
+  } catch {
+    return new Map();
+  }
+}
+
+function keepUnanswered(map) {
+  try {
+    sessionStorage.setItem(UNANSWERED, JSON.stringify(Array.from(map).slice(-UNANSWERED_KEPT)));
+  } catch {
+    // Storage full or refused: the key lives as long as this call, which still retries.
+  }
+}
+
+export async function command(method, path, body) {
+  const what = `${method} ${path} ${JSON.stringify(body === undefined ? null : body)}`;
+  const waiting = unanswered();
+  const key = waiting.get(what) || newKey();
+  waiting.delete(what);
+  waiting.set(what, key);
+  keepUnanswered(waiting);
+  let answered = true;
+  try {
+    return await call(method, path, { body, key });
+  } catch (error) {
+    answered = error instanceof ApiError && error.status !== 503 && error.status !== 0;
+    throw error;
+  } finally {
+    if (answered) {
+      const now = unanswered();
+      now.delete(what);
+      keepUnanswered(now);
+    }
+  }
+}

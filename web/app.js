@@ -22,6 +22,7 @@ async function route() {
   leave = () => {};
   let cleanup;
   const show = hash.match(/^#\/shows\/([^/?]+)$/);
+  const chat = hash.match(/^#\/chat(?:\/([^/?]+))?$/);
   if (hash === "#/signin" || hash === "#/signup") {
     accountPage(main, hash.slice(2));
   } else if (show) {
@@ -30,8 +31,8 @@ async function route() {
     cleanup = await ordersPage(main);
   } else if (hash === "#/organize") {
     organizerPage(main);
-  } else if (hash === "#/chat") {
-    cleanup = await chatPage(main);
+  } else if (chat) {
+    cleanup = await chatPage(main, chat[1] ? decodeURIComponent(chat[1]) : null);
   } else {
     cleanup = await showsPage(main);
   }
@@ -65,7 +66,7 @@ session.onChange((signedIn) => {
   // Signed out (here, in another tab, or the server refused the token) while on a page that
   // needs an account: go where a guest can be.
   if (!signedIn && location.hash === "#/orders") location.hash = "#/signin";
-  if (!signedIn && location.hash === "#/chat") location.hash = "#/signin";
+  if (!signedIn && location.hash.startsWith("#/chat")) location.hash = "#/signin";
 });
 
 // The Organize link: for organizers (GET /v1/users/me says who is one); when the role cannot

@@ -11,7 +11,7 @@
 // is online again) and resumes the same way. Unsent messages keep their client_msg_id and are
 // sent again after a reconnect, which the server deduplicates.
 
-import { ApiError, call, get, newKey, post } from "./api.js";
+import { ApiError, command, get, newKey } from "./api.js";
 import { h, notice, when } from "./dom.js";
 import * as session from "./session.js";
 import { ReconnectingSocket, socketUrl } from "./socket.js";
@@ -78,10 +78,16 @@ class ChatSocket extends ReconnectingSocket {
   }
 }
 
-export async function chatPage(main) {
+// The address of the chat panel with `id` open (#/chat/ID), or of the panel alone.
+export function chatHash(id) {
+  // Ids are "dm:…" and "grp:…": the colon may stay as it is in a fragment, and reads better.
+  return id ? `#/chat/${encodeURIComponent(id).replaceAll("%3A", ":")}` : "#/chat";
+}
+
+export async function chatPage(main, wanted = null) {
   const signedIn = session.current();
   if (!signedIn) {
-    sessionStorage.setItem("boxoffice.return", "#/chat");
+    sessionStorage.setItem("boxoffice.return", chatHash(wanted));
     location.hash = "#/signin";
     return () => {};
   }
@@ -204,6 +210,15 @@ export async function chatPage(main) {
   renderBuddies();
   renderConversations();
   renderView();
+  if (wanted) {
+    if (conversations.has(wanted)) {
+      openConversation(wanted);
+    } else {
+      // Not one of ours (any more), or a mistyped link: say so, and drop it from the address.
+      history.replaceState(null, "", chatHash(null));
+      view.prepend(notice("error", "That conversation is not one of yours."));
+    }
+  }
 
   socket = new ChatSocket({
     cursors: () => Array.from(conversations.values(), (c) => [c.id, c.cursor]),
@@ -249,7 +264,7 @@ export async function chatPage(main) {
     const name = buddyInput.value.trim().toLowerCase();
     if (!name) return;
     try {
-      const added = await call("PUT", `/v1/buddies/${encodeURIComponent(name)}`);
+      const added = await command("PUT", `/v1/buddies/${encodeURIComponent(name)}`);
       buddies.set(added.username, presenceSeen.get(added.username) || added.presence || "offline");
       buddyInput.value = "";
       renderBuddies();
@@ -298,11 +313,7 @@ export async function chatPage(main) {
 
   async function startDirect(name) {
     try {
-      const made = await post(
-        "/v1/conversations",
-        { members: [name], title: null },
-        { key: newKey() },
-      );
+      const made = await command("POST", "/v1/conversations", { members: [name], title: null });
       await joined(made);
       openConversation(made.conversation_id);
     } catch (error) {
@@ -320,7 +331,7 @@ export async function chatPage(main) {
       .filter(Boolean);
     const title = groupTitle.value.trim() || null;
     try {
-      const made = await post("/v1/conversations", { members, title }, { key: newKey() });
+      const made = await command("POST", "/v1/conversations", { members, title });
       groupMembers.value = "";
       groupTitle.value = "";
       await joined(made);
@@ -376,6 +387,9 @@ export async function chatPage(main) {
   function openConversation(id) {
     if (openId === id && log) return;
     openId = id;
+    // The address names the open conversation, so it can be bookmarked or shared with
+    // oneself (no hashchange: the page is already here).
+    if (location.hash !== chatHash(id)) history.replaceState(null, "", chatHash(id));
     renderConversations();
     renderView();
     const c = conversations.get(id);
@@ -436,8 +450,9 @@ export async function chatPage(main) {
         "h2",
         {},
         nameOf(c),
-        c.kind === "group" ? h("span.kind", {}, ` (group: ${c.members.join(", ")})`) : null,
+        c.kind === "group" ? h("span.kind.group-members", {}, groupLine(c)) : null,
       ),
+      c.kind === "group" ? membersPanel(c, false) : null,
       olderButton,
       log,
       typingLine,
@@ -450,6 +465,113 @@ export async function chatPage(main) {
     }
     renderLog(c);
     renderTyping(c);
+  }
+
+  function groupLine(c) {
+    return ` (group: ${c.members.join(", ")})`;
+  }
+
+  // The conversation is no longer ours (we left, or were removed): off the list and the page.
+  function gone(c) {
+    conversations.delete(c.id);
+    if (openId === c.id) {
+      openId = null;
+      history.replaceState(null, "", chatHash(null));
+      renderView();
+    }
+    renderConversations();
+  }
+
+  // A group's members: add one, remove one, or leave (any member may, as the server rules).
+  // Nothing live says that others changed the members, so the list is read again on opening.
+  function membersPanel(c, open) {
+    const error = h("p.notice.error", { role: "alert", hidden: true });
+    const field = h("input", {
+      id: "member-name",
+      name: "username",
+      autocomplete: "off",
+      required: true,
+      pattern: "[a-z0-9_]{3,32}",
+    });
+    const failed = (err) => {
+      error.textContent = explain(err);
+      error.hidden = false;
+    };
+    const changed = (after) => {
+      c.members = after.members;
+      c.title = after.title;
+      renderConversations();
+      if (openId !== c.id) return;
+      // The panel and the heading only: the send box keeps what is being typed.
+      const line = view.querySelector(".group-members");
+      if (line) line.textContent = groupLine(c);
+      panel.replaceWith(membersPanel(c, true));
+    };
+    async function refresh() {
+      try {
+        const { conversations: all } = await get("/v1/conversations");
+        const found = all.find((x) => x.conversation_id === c.id);
+        if (!found) gone(c);
+        else if (found.members.join() !== c.members.join()) changed(found);
+      } catch {
+        // The list shown stays; adding and removing still answer for themselves.
+      }
+    }
+    const path = `/v1/conversations/${encodeURIComponent(c.id)}/members`;
+    async function add(event) {
+      event.preventDefault();
+      error.hidden = true;
+      const name = field.value.trim().toLowerCase();
+      if (!name) return;
+      try {
+        changed(await command("POST", path, { username: name }));
+      } catch (err) {
+        failed(err);
+      }
+    }
+    async function remove(name) {
+      error.hidden = true;
+      try {
+        const after = await command("DELETE", `${path}/${encodeURIComponent(name)}`);
+        if (name === me) gone(c);
+        else changed(after);
+      } catch (err) {
+        failed(err);
+      }
+    }
+    const panel = h(
+      "details.members",
+      { open, ontoggle: () => panel.open && refresh() },
+      h("summary", {}, `Members (${c.members.length})`),
+      h(
+        "ul.member-list",
+        { "aria-label": "Members" },
+        ...c.members.map((name) =>
+          h(
+            "li.member",
+            { dataset: { user: name } },
+            h("span.name", {}, name === me ? `${name} (you)` : name),
+            h(
+              "button.secondary.small",
+              {
+                type: "button",
+                "aria-label": name === me ? "Leave the group" : `Remove ${name}`,
+                onclick: () => remove(name),
+              },
+              name === me ? "Leave" : "Remove",
+            ),
+          ),
+        ),
+      ),
+      h(
+        "form.add-member",
+        { onsubmit: add },
+        h("label", { for: "member-name" }, "Add a member by username"),
+        h("div.inline", {}, field, h("button", { type: "submit" }, "Add")),
+      ),
+      error,
+    );
+    return panel;
   }
 
   // The log alone (the send box keeps what is being typed): messages, then unsent ones.

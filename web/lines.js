@@ -3,7 +3,7 @@
 // countdown) and the waiting room of a queued show (early / position / admitted at / the
 // pass), which keeps holding locked until the fan's pass is valid.
 
-import { ApiError, del, get, newKey, post, serverNow } from "./api.js";
+import { ApiError, command, get, serverNow } from "./api.js";
 import { h, notice, when } from "./dom.js";
 import { explain } from "./order.js";
 import * as session from "./session.js";
@@ -172,7 +172,7 @@ export function waitlistPanel(show, { showOffer }) {
     joinButton.disabled = true;
     say("info", "Joining the line…");
     try {
-      entry = await post(base, body, { key: newKey() });
+      entry = await command("POST", base, body);
       messages.replaceChildren();
       if (entry.status === "offered" && entry.order_id) {
         await offered({ order_id: entry.order_id, entry_id: entry.entry_id }, true);
@@ -194,7 +194,7 @@ export function waitlistPanel(show, { showOffer }) {
   async function leave() {
     leaveButton.disabled = true;
     try {
-      await del(`${base}/me`, { key: newKey() });
+      await command("DELETE", `${base}/me`);
       stopFollowing();
       entry = null;
       render();
@@ -409,7 +409,7 @@ export function waitingRoom(show, { onChange }) {
     joinButton.disabled = true;
     say("info", "Joining the waiting room…");
     try {
-      const joined = await post(base, undefined, { key: newKey() });
+      const joined = await command("POST", base);
       messages.replaceChildren();
       update(joined);
       follow();

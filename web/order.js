@@ -2,7 +2,7 @@
 // payment form (the bundled stand-in provider: tokens starting "decline" are declined,
 // tokens starting "slow" take a while), cancel, refund.
 
-import { ApiError, newKey, post, del, serverNow } from "./api.js";
+import { ApiError, command, serverNow } from "./api.js";
 import { h, money, notice } from "./dom.js";
 
 export function orderPanel(order, { onChange = () => {}, title = "Your order" } = {}) {
@@ -127,7 +127,7 @@ export function orderPanel(order, { onChange = () => {}, title = "Your order" } 
       const slow = token.value.startsWith("slow");
       say("info", slow ? "Paying… a slow payment can take a while." : "Paying…");
       act(pay, "Paying…", async () => {
-        order = await post(`/v1/orders/${encodeURIComponent(order.order_id)}/payment`, { payment_token: token.value }, { key: newKey() });
+        order = await command("POST", `/v1/orders/${encodeURIComponent(order.order_id)}/payment`, { payment_token: token.value });
         render();
         say("ok", "Paid. Your tickets are below and in My orders.");
         onChange(order);
@@ -135,7 +135,7 @@ export function orderPanel(order, { onChange = () => {}, title = "Your order" } 
     });
     cancel.addEventListener("click", () =>
       act(cancel, "Cancelling…", async () => {
-        order = await del(`/v1/orders/${encodeURIComponent(order.order_id)}`, { key: newKey() });
+        order = await command("DELETE", `/v1/orders/${encodeURIComponent(order.order_id)}`);
         render();
         say("ok", "Hold cancelled; the seats are free again.");
         onChange(order);
@@ -155,7 +155,7 @@ export function orderPanel(order, { onChange = () => {}, title = "Your order" } 
     });
     sure.addEventListener("click", () =>
       act(sure, "Refunding…", async () => {
-        order = await post(`/v1/orders/${encodeURIComponent(order.order_id)}/refund`, undefined, { key: newKey() });
+        order = await command("POST", `/v1/orders/${encodeURIComponent(order.order_id)}/refund`);
         render();
         say("ok", "Refunded; the tickets are void and the seats are free again.");
         onChange(order);
@@ -184,6 +184,9 @@ export function explain(error) {
       return "There are not enough free seats together for that many.";
     case "zone_sold_out":
       return "That zone is sold out (or has fewer places left than you asked for).";
+    case "unavailable":
+    case "offline":
+      return "The box office cannot answer right now. Try again in a few seconds: asking again is safe, nothing is done twice.";
     case "rate_limited":
       return "Too many requests; wait a moment and try again.";
     case "unauthorized":

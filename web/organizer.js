@@ -1,7 +1,7 @@
 // The organizer's page (#/organize): create a show with its sections, zones, hold time and an
 // optional waiting room (POST /v1/shows, organizers only), then a link to the new show.
 
-import { ApiError, newKey, post } from "./api.js";
+import { ApiError, command } from "./api.js";
 import { h, notice } from "./dom.js";
 import { explain } from "./order.js";
 import * as session from "./session.js";
@@ -159,8 +159,97 @@ export function organizerPage(main) {
     h("div.actions", {}, submit),
   );
 
+  // --- Errors at their fields ------------------------------------------------------------
+  // The input a request field comes from: "sections.1.price_cents" is the second section's
+  // price. The server names fields in a 422's problems, and in an invalid_show's reason.
+  function inputFor(path) {
+    const [top, index, key] = String(path).replace(/^body\.?/, "").split(".");
+    const simple = { name, starts_at: startsAt, hold_seconds: holdSeconds };
+    if (index === undefined && simple[top]) return simple[top];
+    if (top === "queue") {
+      return { opens_at: opensAt, admit_per_minute: perMinute, pass_seconds: passSeconds }[index] || null;
+    }
+    const rows = top === "sections" ? sections : top === "zones" ? zones : null;
+    const row = rows && rows[Number(index)];
+    if (!row) return null;
+    return row.inputs[key === "price_cents" ? "price" : key] || row.inputs.name;
+  }
+
+  // The decider's reasons for refusing a show, by the field they are about.
+  function reasonInput(reason) {
+    const field = reason.match(/^(queue\.[a-z_]+|hold_seconds|starts_at) /);
+    if (field) return inputFor(field[1]);
+    const area = reason.match(/^(?:section|zone|area name) '?([A-Z0-9]{1,8})'? /);
+    if (!area) return null;
+    const named = [...sections, ...zones].find(({ inputs }) => inputs.name.value.trim().toUpperCase() === area[1]);
+    return named ? named.inputs.name : null;
+  }
+
+  function clearMarks() {
+    for (const old of form.querySelectorAll(".field-error")) old.remove();
+    for (const input of form.querySelectorAll("[aria-invalid]")) {
+      input.removeAttribute("aria-invalid");
+      const rest = (input.getAttribute("aria-describedby") || "").split(" ").filter((id) => !id.endsWith("-error"));
+      if (rest.length) input.setAttribute("aria-describedby", rest.join(" "));
+      else input.removeAttribute("aria-describedby");
+    }
+  }
+
+  // Says `problem` at `input` (labelled for screen readers); false when there is no input.
+  function mark(input, problem) {
+    if (!input) return false;
+    const id = `${input.id}-error`;
+    if (document.getElementById(id)) return true;
+    input.setAttribute("aria-invalid", "true");
+    input.setAttribute("aria-describedby", [id, input.getAttribute("aria-describedby")].filter(Boolean).join(" "));
+    input.closest(".field").append(h("p.field-error", { id }, problem));
+    return true;
+  }
+
+  // What the browser's own checks cannot see: names used twice, an empty layout.
+  function localProblems() {
+    const found = [];
+    const seen = new Set();
+    for (const { inputs } of [...sections, ...zones]) {
+      const value = inputs.name.value.trim().toUpperCase();
+      if (seen.has(value)) found.push([inputs.name, `${value} is used twice: section and zone names must be unique.`]);
+      seen.add(value);
+    }
+    return found;
+  }
+
+  function showProblems(error) {
+    const marked = [];
+    if (error instanceof ApiError && error.status === 422) {
+      for (const p of (error.details && error.details.problems) || []) {
+        if (mark(inputFor(p.location), p.problem)) marked.push(inputFor(p.location));
+      }
+    }
+    if (error instanceof ApiError && error.code === "invalid_show") {
+      const reason = String((error.details && error.details.reason) || "");
+      const input = reasonInput(reason);
+      // At its field, "queue.pass_seconds must be 1..86400" needs no field name.
+      const said = reason.replace(/^[a-z_.]+ must be (\d+)\.\.(\d+)$/, "must be from $1 to $2");
+      if (mark(input, `${said.charAt(0).toUpperCase()}${said.slice(1)}.`)) marked.push(input);
+    }
+    if (marked.length) marked[0].focus();
+    return marked.length;
+  }
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    clearMarks();
+    const local = localProblems();
+    if (!sections.length && !zones.length) {
+      messages.replaceChildren(notice("error", "Add at least one section or zone."));
+      return;
+    }
+    if (local.length) {
+      for (const [input, problem] of local) mark(input, problem);
+      local[0][0].focus();
+      messages.replaceChildren(notice("error", "Some fields need a change: see the messages below them."));
+      return;
+    }
     const body = {
       name: name.value.trim(),
       starts_at: utc(startsAt.value),
@@ -187,12 +276,15 @@ export function organizerPage(main) {
     submit.disabled = true;
     messages.replaceChildren(notice("info", "Creating the show…"));
     try {
-      const created = await post("/v1/shows", body, { key: newKey() });
+      const created = await command("POST", "/v1/shows", body);
       const link = h("a", { href: `#/shows/${encodeURIComponent(created.show_id)}` }, `Open ${body.name}`);
       messages.replaceChildren(notice("ok", `Created "${body.name}".`), h("p.created", {}, link));
       link.focus();
     } catch (error) {
-      messages.replaceChildren(...showError(error));
+      const atFields = showProblems(error);
+      messages.replaceChildren(
+        ...(atFields ? [notice("error", "Some fields need a change: see the messages below them.")] : showError(error)),
+      );
     } finally {
       submit.disabled = false;
     }

@@ -1,7 +1,7 @@
 // A show's page: the live seat map, zones with their counts, picking seats (click or
 // keyboard), "best N seats", holding in a zone, and the order panel once something is held.
 
-import { ApiError, get, newKey, post } from "./api.js";
+import { ApiError, command, get } from "./api.js";
 import { h, money, notice, when } from "./dom.js";
 import { waitingRoom, waitlistPanel } from "./lines.js";
 import { LiveSeatMap } from "./live.js";
@@ -96,7 +96,7 @@ export async function showPage(main, showId) {
     button.disabled = true;
     say("info", "Holding…");
     try {
-      const order = await post(`/v1/shows/${encodeURIComponent(showId)}/holds`, body, { key: newKey() });
+      const order = await command("POST", `/v1/shows/${encodeURIComponent(showId)}/holds`, body);
       if (map) {
         map.clearSelection();
         map.markMine(order.seats, true);

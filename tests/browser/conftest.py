@@ -81,6 +81,7 @@ class Scene:
         rows: int = 6,
         seats_per_row: int = 8,
         zones: list[dict[str, Any]] | None = None,
+        hold_seconds: int = 630,
     ) -> tuple[str, str]:
         """A new show on sale: (show_id, name)."""
         if self._organizer is None:
@@ -90,7 +91,7 @@ class Scene:
         body = {
             "name": name,
             "starts_at": "2027-06-01T20:00:00Z",
-            "hold_seconds": 630,
+            "hold_seconds": hold_seconds,
             "sections": [
                 {"name": "A", "rows": rows, "seats_per_row": seats_per_row, "price_cents": 5000}
             ],

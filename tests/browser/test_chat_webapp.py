@@ -287,3 +287,81 @@ def test_a_group_started_in_the_panel_reaches_its_members(open_page: Opener, sce
     expect(b.locator("li.message .sender")).to_have_text([alice.username])
     expect(a.locator("li.message[data-seq='1'] .receipt")).to_have_text(f"Read by {bob.username}")
     screenshot(b, "chat-group")
+
+
+def group(scene: Scene, who: Fan, others: list[Fan], title: str) -> str:
+    response = scene.command(
+        "POST",
+        "/v1/conversations",
+        who.token,
+        {"members": [o.username for o in others], "title": title},
+    )
+    assert response.status_code == 201, response.text
+    conversation_id: str = response.json()["conversation_id"]
+    return conversation_id
+
+
+def members_of(scene: Scene, who: Fan, conversation_id: str) -> list[str] | None:
+    response = scene.http.get("/v1/conversations", headers={"Authorization": f"Bearer {who.token}"})
+    assert response.status_code == 200, response.text
+    for c in response.json()["conversations"]:
+        if c["conversation_id"] == conversation_id:
+            found: list[str] = c["members"]
+            return found
+    return None
+
+
+def test_a_deep_link_opens_a_group_whose_members_are_added_removed_and_leave(
+    open_page: Opener, scene: Scene
+) -> None:
+    alice, bob, carol, dave = scene.fan(), scene.fan(), scene.fan(), scene.fan()
+    title = f"Band {uuid.uuid4().hex[:6]}"
+    conversation_id = group(scene, alice, [bob, dave], title)
+    assert conversation_id.startswith("grp:")
+    c = open_page(carol, "/#/chat")
+    expect(c.get_by_role("heading", name="Conversations")).to_be_visible()
+
+    # The link names the conversation: it opens with it, and the address keeps naming it.
+    a = open_page(alice, f"/#/chat/{conversation_id}")
+    expect(a.locator(".conversation h2")).to_contain_text(title)
+    assert a.evaluate("location.hash") == f"#/chat/{conversation_id}"
+    a.get_by_text("Members (3)").click()
+    a.get_by_label("Add a member by username").fill(carol.username)
+    a.get_by_role("button", name="Add", exact=True).click()
+    expect(a.get_by_text("Members (4)")).to_be_visible()
+    expect(a.locator(f'li.member[data-user="{carol.username}"]')).to_be_visible()
+    # Carol's open panel hears of the group live and gets what is said in it.
+    say(scene, alice, conversation_id, "welcome carol")
+    listed = c.locator("li.conv", has_text=title)
+    expect(listed.locator(".badge")).to_have_text("1")
+
+    a.get_by_role("button", name=f"Remove {bob.username}").click()
+    expect(a.get_by_text("Members (3)")).to_be_visible()
+    expect(a.locator(f'li.member[data-user="{bob.username}"]')).to_have_count(0)
+    assert members_of(scene, alice, conversation_id) == sorted(
+        [alice.username, carol.username, dave.username]
+    )
+    # Adding somebody who does not exist is refused with the server's reason, in the panel.
+    a.get_by_label("Add a member by username").fill("nobody_" + uuid.uuid4().hex[:8])
+    a.get_by_role("button", name="Add", exact=True).click()
+    expect(a.locator("details.members [role=alert]")).to_be_visible()
+    screenshot(a, "chat-group-members")
+
+    # Carol leaves from her panel: the group is gone from her list and from the address.
+    listed.get_by_role("button").click()
+    expect(messages(c)).to_have_text(["welcome carol"])
+    # Her page never heard that Bob was removed: opening the members reads them again.
+    c.locator("details.members summary").click()
+    expect(c.get_by_text("Members (3)")).to_be_visible()
+    expect(c.locator(f'li.member[data-user="{bob.username}"]')).to_have_count(0)
+    c.get_by_role("button", name="Leave the group").click()
+    expect(c.locator("li.conv", has_text=title)).to_have_count(0)
+    expect(c.locator(".conversation h2")).to_have_text("No conversation open")
+    assert c.evaluate("location.hash") == "#/chat"
+    assert members_of(scene, alice, conversation_id) == sorted([alice.username, dave.username])
+    assert members_of(scene, carol, conversation_id) is None
+
+    # A link to a conversation that is not hers says so, and the panel still works.
+    c.goto(f"{c.url.split('#')[0]}#/chat/{conversation_id}")
+    expect(c.locator(".conversation [role=alert]")).to_contain_text("not one of yours")
+    assert c.evaluate("location.hash") == "#/chat"

@@ -245,15 +245,41 @@ def test_the_organizer_creates_a_show_and_opens_it(
         {"Section": "B", "Rows": "2", "Seats per row": "3", "Price (EUR)": "42.50"},
     )
     page.get_by_role("button", name="Add a zone").click()
-    fill_group(page.locator(".group-row").nth(1), {"Zone": "PIT", "Capacity": "5"})
+    zone = page.locator(".group-row").nth(1)
+    create = page.get_by_role("button", name="Create the show")
+
+    # A name used twice is said at the field, before anything is sent.
+    fill_group(zone, {"Zone": "B", "Capacity": "5"})
+    create.click()
+    zone_name = zone.get_by_label("Zone", exact=True)
+    expect(zone_name).to_have_attribute("aria-invalid", "true")
+    expect(zone.locator(".field-error")).to_have_text(
+        "B is used twice: section and zone names must be unique."
+    )
+    expect(zone_name).to_be_focused()
+    expect(page.locator(".messages [role=alert]")).to_contain_text("Some fields need a change")
+
+    # A rule only the server checks: its reason is said at the field it is about.
+    fill_group(zone, {"Zone": "PIT"})
     page.get_by_label("Sell through a waiting room (queue)").check()
-    page.get_by_label("Fans let in per minute").fill("120")
+    per_minute = page.get_by_label("Fans let in per minute")
+    per_minute.fill("5000000")
     page.get_by_label("Pass (seconds)").fill("300")
+    create.click()
+    expect(per_minute).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#queue-rate-error")).to_have_text("Must be from 1 to 1000000.")
+    expect(per_minute).to_be_focused()
+    expect(zone_name).not_to_have_attribute("aria-invalid", "true")
+    screenshot(page, "organizer-field-errors")
+
+    per_minute.fill("120")
     screenshot(page, "organizer-form")
-    page.get_by_role("button", name="Create the show").click()
+    create.click()
 
     opened = page.get_by_role("link", name=f"Open {name}")
     expect(opened).to_be_visible()
+    expect(page.locator(".field-error")).to_have_count(0)
+    expect(per_minute).not_to_have_attribute("aria-invalid", "true")
     opened.click()
     expect(page.get_by_role("heading", name=name)).to_be_visible()
     wait_live(page)

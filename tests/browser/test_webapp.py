@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import httpx
 from playwright.sync_api import Route, expect
 
+from boxoffice.settings import Settings
+from stack.services import Stack
 from tests.browser.conftest import (
     ARTIFACTS,
     WAIT_MS,
@@ -286,3 +289,102 @@ def test_a_20000_seat_map_paints_and_deltas_touch_only_their_seats(
     (ARTIFACTS / "seatmap-20000-paint.json").write_text(
         json.dumps({"first_paint_ms": first_paint_ms, "marks": marks})
     )
+
+
+def test_with_kafka_down_the_page_serves_the_snapshot_flagged_and_a_retried_hold_is_one(
+    open_page: Opener, scene: Scene, stack: Stack, settings: Settings
+) -> None:
+    # The real outage (the stale banner's own test above fakes the header): Kafka stops, the
+    # page says its data is saved data and holding fails with a reason; when Kafka is back,
+    # the same hold asked again is answered once, whether or not the first got through.
+    show_id, _ = scene.show(rows=2, seats_per_row=4)
+    scene.hold(show_id, scene.fan(), ["A-1-1"])
+    time.sleep(settings.snapshot_every_s + 1)  # the views snapshot the map with that hold
+    fan = scene.fan()
+    page = open_page(fan, f"/#/shows/{show_id}")
+    wait_live(page)
+    expect(seat(page, "A-1-1")).to_have_attribute("data-state", "held")
+    banner = page.locator("#banner")
+    expect(banner).to_be_hidden()
+
+    assert stack.kafka.stop()
+    try:
+        time.sleep(3)  # the API notices within a second or two
+        seat(page, "A-1-2").click()
+        page.get_by_role("button", name="Hold selected seats").click()
+        expect(page.get_by_role("alert")).to_contain_text("cannot answer right now", timeout=45_000)
+        page.reload()
+        expect(banner).to_be_visible()
+        expect(banner).to_have_attribute("data-kind", "stale")
+        expect(banner).to_contain_text("Showing saved data")
+        expect(seat(page, "A-1-1")).to_have_attribute("data-state", "held")
+        screenshot(page, "kafka-down")
+    finally:
+        stack.up(("kafka",), say=lambda _: None)
+
+    # Back: the same seat asked for again is one hold, the fan's only order.
+    seat(page, "A-1-2").click()
+    deadline = time.monotonic() + 90
+    while True:
+        page.get_by_role("button", name="Hold selected seats").click()
+        status = page.locator(".order .status")
+        alert = page.get_by_role("alert")
+        expect(status.or_(alert)).to_be_visible(timeout=45_000)
+        if status.is_visible() or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    expect(status).to_have_text("held")
+    expect(seat(page, "A-1-2")).to_have_attribute("data-mine", "true")
+    orders = scene.http.get("/v1/users/me/orders", headers={"Authorization": f"Bearer {fan.token}"})
+    assert orders.status_code == 200, orders.text
+    assert [o["seats"] for o in orders.json()["orders"]] == [["A-1-2"]]
+    page.reload()
+    wait_live(page)
+    expect(banner).to_be_hidden()
+
+
+def test_a_slow_payment_says_so_then_pays(open_page: Opener, scene: Scene) -> None:
+    show_id, _ = scene.show(rows=1, seats_per_row=4)
+    page = open_page(scene.fan(), f"/#/shows/{show_id}")
+    wait_live(page)
+    seat(page, "A-1-2").click()
+    page.get_by_role("button", name="Hold selected seats").click()
+    panel = page.locator(".order")
+    expect(panel.locator(".status")).to_have_text("held")
+    panel.get_by_label("Payment token").fill("slow_card")
+    panel.get_by_role("button", name="Pay").click()
+    # The stand-in takes BOXOFFICE_FAKE_PAYMENT_SLOW_S (3 s in the tests): meanwhile the
+    # page says it is working on it, and a second click cannot pay twice.
+    expect(panel.locator(".messages")).to_contain_text("a slow payment can take a while")
+    expect(panel.get_by_role("button", name="Paying…")).to_be_disabled()
+    expect(panel).to_have_attribute("aria-busy", "true")
+    screenshot(page, "slow-payment")
+    expect(panel.locator(".status")).to_have_text("paid")
+    expect(panel.locator(".tickets li")).to_have_count(1)
+    expect(seat(page, "A-1-2")).to_have_attribute("data-state", "sold")
+
+
+def test_a_hold_runs_out_on_the_page_and_its_seats_come_back(
+    open_page: Opener, scene: Scene
+) -> None:
+    show_id, _ = scene.show(rows=1, seats_per_row=4, hold_seconds=4)
+    watcher = open_page(scene.fan(), f"/#/shows/{show_id}")
+    page = open_page(scene.fan(), f"/#/shows/{show_id}")
+    for p in (watcher, page):
+        wait_live(p)
+    seat(page, "A-1-3").click()
+    page.get_by_role("button", name="Hold selected seats").click()
+    panel = page.locator(".order")
+    expect(panel.locator(".status")).to_have_text("held")
+    expect(panel.locator(".countdown")).to_contain_text(re.compile(r"Held for 0:0[1-4]"))
+    expect(seat(watcher, "A-1-3")).to_have_attribute("data-state", "held")
+    # At expires_at the page says the hold ran out, and offers no payment any more.
+    expect(panel.locator(".status")).to_have_text("expired")
+    expect(panel.get_by_role("alert")).to_contain_text("Your hold has expired")
+    expect(panel.get_by_role("button", name="Pay")).to_have_count(0)
+    screenshot(page, "hold-expired")
+    # The server lets the seat go: both maps see it available again, without a reload.
+    for p in (watcher, page):
+        expect(seat(p, "A-1-3")).to_have_attribute("data-state", "available", timeout=30_000)
+    seatmap = scene.http.get(f"/v1/shows/{show_id}/seatmap").json()
+    assert seatmap["seats"]["A-1-3"] == "available"

@@ -110,9 +110,15 @@ async def live(settings: Settings, show: str, line: str, token: str) -> AsyncIte
 async def refused(settings: Settings, show: str, line: str, token: str) -> tuple[str, int]:
     """The error code and close code of a socket the API refuses."""
     async with websockets.connect(url(settings, show, line, token)) as ws:
-        frame = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+        try:
+            frame = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+        except TimeoutError:
+            raise AssertionError(f"no frame within 30 s on the {line} socket of {show}") from None
         with pytest.raises(websockets.ConnectionClosed) as closed:
-            await asyncio.wait_for(ws.recv(), 30)
+            try:
+                await asyncio.wait_for(ws.recv(), 30)
+            except TimeoutError:
+                raise AssertionError(f"{frame} and then no close within 30 s") from None
     assert frame["type"] == "error", frame
     assert closed.value.rcvd is not None
     return frame["code"], closed.value.rcvd.code
