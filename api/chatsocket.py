@@ -274,7 +274,8 @@ class LiveSocket:
                         at = box.sequencer.position(conversation_id)
                         if at is not None and upto > at:
                             await self._fill(conversation_id, at, upto)
-        except (HistoryUnavailableError, psycopg.Error, PoolTimeout, ApiError):
+        except (HistoryUnavailableError, psycopg.Error, PoolTimeout, ApiError) as exc:
+            log.warning("live chat of %s closed 1013: %r", self.user.username, exc)
             await _refuse(
                 self.ws, "unavailable", "the chat history is unavailable; resume later", 1013
             )

@@ -9,6 +9,7 @@ import re
 import time
 
 import httpx
+import pytest
 from playwright.sync_api import Route, expect
 
 from boxoffice.settings import Settings
@@ -291,6 +292,7 @@ def test_a_20000_seat_map_paints_and_deltas_touch_only_their_seats(
     )
 
 
+@pytest.mark.disruptive
 def test_with_kafka_down_the_page_serves_the_snapshot_flagged_and_a_retried_hold_is_one(
     open_page: Opener, scene: Scene, stack: Stack, settings: Settings
 ) -> None:
