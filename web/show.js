@@ -321,6 +321,25 @@ export async function showPage(main, showId) {
   let painted = false;
   cleanup.push(() => live.stop());
 
+  // The fan's holds on this show from before this page (another tab, a reload, or a hold
+  // whose answer was lost while the box office was away and that went through later): their
+  // seats are marked as the fan's, and the newest comes with its countdown and payment.
+  if (session.current()) {
+    get("/v1/users/me/orders")
+      .then(({ orders }) => {
+        const held = orders.filter((o) => o.show_id === showId && o.status === "held");
+        if (!held.length || panel || !main.contains(orderSlot)) return;
+        if (map) for (const o of held) map.markMine(o.seats, true);
+        showOrder(held[0]);
+      })
+      .catch(() => {
+        // Not shown, not lost: My orders lists them.
+      })
+      .finally(() => {
+        orderSlot.dataset.checked = "true";
+      });
+  }
+
   function markLive(version) {
     liveState.textContent = `live (version ${version})`;
     liveState.dataset.version = String(version);
