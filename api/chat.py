@@ -28,7 +28,7 @@ from api.chatframes import SendFrame, conversation_json, message_json, sent_json
 from api.chatlive import ChatLive, chat_live
 from api.commands import command_id_for, rejection
 from api.errors import ApiError, unavailable
-from api.services import CATCH_UP_S, Services, services
+from api.services import Services, services
 from api.text import BIGINT_MAX, Text
 from domain.chat.commands import (
     AddBuddy,
@@ -274,8 +274,7 @@ async def _until(
     ready: Callable[[T], bool],
     wait_s: float = SETTLE_S,
 ) -> T:
-    # What the caller did through another API worker a moment ago is known here first.
-    await svc.replies.caught_up(CATCH_UP_S)
+    await svc.caught_up()
     async with database():
         return await svc.projected.until(read, ready, wait_s)
 

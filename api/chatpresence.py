@@ -22,7 +22,7 @@ from api.chatoutbox import Outbox
 from api.chatsignals import PRESENCE_TTL_S, Signals
 from api.chatversions import SeenVersions
 from api.presence import PresenceBoard
-from api.services import CATCH_UP_S, Services
+from api.services import Services
 from domain.chat.events import BuddyAdded, UserBlocked, UserUnblocked
 from domain.chat.views import OFFLINE, ONLINE
 from snapshots import chat as store
@@ -149,7 +149,7 @@ class BuddyPresence:
         The versions are read once this process has every reply committed so far: a block
         made through another API worker a moment ago is otherwise unknown here, nothing is
         waited for, and a stale projection let the blocked user see presence."""
-        await self.svc.replies.caught_up(CATCH_UP_S)
+        await self.svc.caught_up()
         wanted = {u: v for u in users if (v := self.versions.known_social_version(u)) > 0}
         if wanted:
             await self.svc.projected.until(

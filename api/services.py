@@ -167,11 +167,17 @@ class Services:
         live = self.seatmaps.current(show_id)
         return max(self.shows_seen.get(show_id), live.version if live is not None else 0)
 
-    async def decided_show_version(self, show_id: str) -> int:
-        """`known_show_version` once this process has read every reply committed so far,
-        whichever API process sent the command: for a read about to answer "not found", when
-        the caller's last command may have been answered by another worker a moment ago."""
+    async def caught_up(self) -> None:
+        """Read every reply committed so far (for at most CATCH_UP_S), whichever API process
+        sent the command: what a caller did through another worker a moment ago is then known
+        here, and a read can wait for the projection to have it. Every read-your-writes wait
+        starts here (the chat reads, the presence fan-out, the lines and the shows)."""
         await self.replies.caught_up(CATCH_UP_S)
+
+    async def decided_show_version(self, show_id: str) -> int:
+        """`known_show_version` once caught up: for a read about to answer "not found", when
+        the caller's last command may have been answered by another worker a moment ago."""
+        await self.caught_up()
         return self.known_show_version(show_id)
 
     async def stop(self) -> None:

@@ -341,7 +341,9 @@ export async function showPage(main, showId) {
   }
 
   function markLive(version) {
-    liveState.textContent = `live (version ${version})`;
+    // While the show's reads come from the latest snapshot (Kafka away), the map is what was
+    // last saved, not live: the banner says why.
+    liveState.textContent = status.isStale("show") ? `as last saved (version ${version})` : `live (version ${version})`;
     liveState.dataset.version = String(version);
   }
 

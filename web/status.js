@@ -25,6 +25,10 @@ export function setStale(source, isStale) {
   render();
 }
 
+export function isStale(source) {
+  return stale.has(source);
+}
+
 export function forget(source) {
   stale.delete(source);
   render();

@@ -320,6 +320,7 @@ def test_with_kafka_down_the_page_serves_the_snapshot_flagged_and_a_retried_hold
         expect(banner).to_have_attribute("data-kind", "stale")
         expect(banner).to_contain_text("Showing saved data")
         expect(seat(page, "A-1-1")).to_have_attribute("data-state", "held")
+        expect(page.locator(".live-state")).to_contain_text("as last saved")
         screenshot(page, "kafka-down")
     finally:
         stack.up(("kafka",), say=lambda _: None)
@@ -354,6 +355,7 @@ def test_with_kafka_down_the_page_serves_the_snapshot_flagged_and_a_retried_hold
     page.reload()
     wait_live(page)
     expect(banner).to_be_hidden()
+    expect(page.locator(".live-state")).to_contain_text("live (version")
 
 
 def test_a_slow_payment_says_so_then_pays(open_page: Opener, scene: Scene) -> None:
