@@ -66,9 +66,12 @@ class ChatLive:
         self.followers: dict[str, set[Outbox]] = {}
         self._recent: deque[tuple[float, str, str]] = deque()
         self._recent_by_user: dict[str, dict[str, tuple[int, bool, float]]] = {}
-        # Per membership load under way: conversation -> (first, last) seq of the messages
-        # dispatched meanwhile. They reached none of that socket's conversations yet.
-        self._loading: dict[int, dict[str, tuple[int, int]]] = {}
+        # While memberships load, the messages dispatched meanwhile (they reached none of that
+        # socket's conversations yet): one shared log, O(1) per message however many loads
+        # are under way; each load remembers where in it it began (an absolute position).
+        self._loading: dict[int, int] = {}
+        self._dispatched: list[tuple[str, int]] = []
+        self._dispatched_base = 0
         self.versions = SeenVersions()
         self.directs = DirectPeers()
         self.signals = Signals(svc, uuid.uuid4().hex, self._heard, self._after_signals)
@@ -128,12 +131,12 @@ class ChatLive:
         """What the socket follows: the projection's memberships, corrected by the membership
         events of the last moments that the projection may not have folded yet. Events that
         arrive from now on reach the box directly (it is attached already)."""
-        meanwhile: dict[str, tuple[int, int]] = {}
-        self._loading[id(meanwhile)] = meanwhile
+        token = object()
+        self._loading[id(token)] = self._dispatched_base + len(self._dispatched)
         try:
             stored = await store.conversations_of(self.svc.pool, box.user)
         finally:
-            del self._loading[id(meanwhile)]
+            meanwhile = self._dispatched_since(self._loading.pop(id(token)))
         for conversation_id, version in stored.items():
             self.set_membership(box, conversation_id, version, True)
         for conversation_id, (version, member, _) in self._recent_by_user.get(box.user, {}).items():
@@ -146,6 +149,20 @@ class ChatLive:
                 box.sequencer.offered(conversation_id, first)
                 box.behind[conversation_id] = max(box.behind.get(conversation_id, 0), last)
                 box.wake.set()
+
+    def _dispatched_since(self, start: int) -> dict[str, tuple[int, int]]:
+        """(first, last) seq per conversation of the messages dispatched from `start` on; the
+        log keeps only what a load still under way began before."""
+        meanwhile: dict[str, tuple[int, int]] = {}
+        for conversation_id, seq in self._dispatched[start - self._dispatched_base :]:
+            first, _ = meanwhile.get(conversation_id, (seq, 0))
+            meanwhile[conversation_id] = (first, seq)
+        keep_from = min(
+            self._loading.values(), default=self._dispatched_base + len(self._dispatched)
+        )
+        del self._dispatched[: keep_from - self._dispatched_base]
+        self._dispatched_base = keep_from
+        return meanwhile
 
     def set_membership(self, box: Outbox, conversation_id: str, version: int, member: bool) -> None:
         known = box.membership.get(conversation_id)
@@ -208,9 +225,8 @@ class ChatLive:
         match event:
             case MessageSent():
                 self.versions.saw(event.conversation_id, event.version)
-                for meanwhile in self._loading.values():
-                    first, _ = meanwhile.get(event.conversation_id, (event.seq, 0))
-                    meanwhile[event.conversation_id] = (first, event.seq)
+                if self._loading:
+                    self._dispatched.append((event.conversation_id, event.seq))
                 boxes = self.followers.get(event.conversation_id)
                 if boxes:
                     text = frame("message", sent_json(event))

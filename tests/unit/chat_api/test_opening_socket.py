@@ -78,7 +78,39 @@ async def test_messages_sent_while_the_memberships_load_are_filled_not_skipped(
         (CHAT, 8)
     ]
     assert box.sequencer.plan(CHAT, 8) == Fill(after=5, upto=7)
-    assert live._loading == {}
+    assert live._loading == {} and live._dispatched == []
+
+
+async def test_overlapping_loads_each_get_what_came_during_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = {"bob": asyncio.Event(), "cat": asyncio.Event()}
+    reading: dict[str, asyncio.Event] = {"bob": asyncio.Event(), "cat": asyncio.Event()}
+
+    async def conversations_of(pool: Any, user: str) -> dict[str, int]:
+        reading[user].set()
+        await answers[user].wait()
+        return {CHAT: 1}
+
+    monkeypatch.setattr(store, "conversations_of", conversations_of)
+    live = chat_live(tmp_path)
+    bob, cat = Outbox("bob"), Outbox("cat")
+    for box in (bob, cat):
+        live.attach(box)
+    bob_load = asyncio.create_task(live.load_memberships(bob))
+    await reading["bob"].wait()
+    live._on_chat(sent(3))
+    cat_load = asyncio.create_task(live.load_memberships(cat))
+    await reading["cat"].wait()
+    live._on_chat(sent(4))
+    answers["bob"].set()
+    await bob_load
+    assert bob.sequencer.position(CHAT) == 2 and bob.behind == {CHAT: 4}
+    live._on_chat(sent(5))  # bob follows CHAT now; cat is still loading
+    answers["cat"].set()
+    await cat_load
+    assert cat.sequencer.position(CHAT) == 3 and cat.behind == {CHAT: 5}
+    assert live._loading == {} and live._dispatched == []
 
 
 async def test_a_load_that_fails_stops_collecting(
