@@ -60,6 +60,35 @@ class SeenVersions:
         return self._versions.get(stream_id, 0)
 
 
+class UserShows:
+    """For each user this process has seen decided about, the newest version of each show
+    their orders changed at (a hold, a payment, an offer made to them): a list of the user's
+    orders read from a projection below those versions would lack what they just did. Bounded
+    like `SeenVersions` (users, and shows per user)."""
+
+    def __init__(self, most_users: int = SEEN_VERSIONS, shows_per_user: int = 16) -> None:
+        self._most = most_users
+        self._per_user = shows_per_user
+        self._users: OrderedDict[str, OrderedDict[str, int]] = OrderedDict()
+
+    def saw(self, user: str, show_id: str, version: int) -> None:
+        shows = self._users.get(user)
+        if shows is None:
+            shows = self._users[user] = OrderedDict()
+            if len(self._users) > self._most:
+                self._users.popitem(last=False)
+        else:
+            self._users.move_to_end(user)
+        if shows.get(show_id, 0) < version:
+            shows[show_id] = version
+            shows.move_to_end(show_id)
+            if len(shows) > self._per_user:
+                shows.popitem(last=False)
+
+    def get(self, user: str) -> dict[str, int]:
+        return dict(self._users.get(user, {}))
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -77,6 +106,7 @@ class Services:
     kafka_up: bool = False
     connected: bool = False
     shows_seen: SeenVersions = field(default_factory=SeenVersions)
+    users_seen: UserShows = field(default_factory=UserShows)
     # Told of every decision's reply, whichever API process sent the command (chat's versions).
     reply_observers: list[Callable[[Reply], None]] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -85,11 +115,16 @@ class Services:
     async def start(cls, settings: Settings) -> Services:
         producer = JournalProducer(settings)
         seen = SeenVersions()
+        users = UserShows()
         observers: list[Callable[[Reply], None]] = []
 
         def on_reply(reply: Reply) -> None:
             if reply.ok and reply.events and reply.events[-1].get("type") in TICKETING:
                 seen.saw(reply.stream_id, reply.version)
+                for event in reply.events:
+                    user = event.get("user")
+                    if isinstance(user, str) and "order_id" in event:
+                        users.saw(user, reply.stream_id, reply.version)
             for observe in observers:
                 observe(reply)
 
@@ -122,6 +157,7 @@ class Services:
             LiveLines(hub, pool),
             ProjectionWatch(settings),
             shows_seen=seen,
+            users_seen=users,
             reply_observers=observers,
         )
         svc.bus.available = lambda: svc.kafka_up

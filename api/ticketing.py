@@ -47,12 +47,15 @@ from domain.ticketing.views import OrderView
 from producers.envelope import Reply
 from producers.registries import TICKETING
 from producers.topics import SHOW_COMMANDS
+from snapshots.orders import ShowListing
 
 router = APIRouter(prefix="/v1")
 
 NAME_PATTERN = r"^[A-Z0-9]{1,8}$"
 SHOW_ID_PATTERN = re.compile(r"^s[0-9a-f]{16}$")
 ORDER_ID_PATTERN = re.compile(r"^(s[0-9a-f]{16})\.[A-Za-z0-9_-]{22}$")
+# How long a list of the caller's orders waits for the order view to have what they just did.
+ORDERS_WAIT_S = 2.0
 
 # -- request bodies ---------------------------------------------------------------------------
 
@@ -320,8 +323,25 @@ async def my_orders(
     svc: Annotated[Services, Depends(services)],
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
+    """Read-your-writes: an order the caller changed a moment ago (through any API process)
+    is in the list as changed, or the answer is 503 while the order view is behind it."""
     from snapshots import orders as order_store
 
+    await svc.caught_up()
+    changed = svc.users_seen.get(user.username)
+    if changed:
+
+        def settled(listings: dict[str, ShowListing]) -> bool:
+            return all(
+                show_id in listings and listings[show_id].version >= version
+                for show_id, version in changed.items()
+            )
+
+        listings = await svc.projected.until(
+            lambda: order_store.shows_by_id(svc.pool, list(changed)), settled, ORDERS_WAIT_S
+        )
+        if not settled(listings):
+            raise unavailable("the order view")
     orders = await order_store.orders_of(svc.pool, user.username, limit=limit)
     return {"orders": [order_json(o) for o in orders]}
 

@@ -12,7 +12,10 @@ them is written, see `Batches`) and the bare aiokafka loop of bench/projector.py
   a redelivery after a crash, or Faust handing over a batch again, changes nothing;
 - applies the rest under the poison rules of `processors.poison` (bounded retries, the one
   bad message isolated and dead-lettered); after a failed chunk it forgets its memory and
-  takes over again from PostgreSQL, retrying the same batch.
+  takes over again from PostgreSQL, retrying the same batch;
+- snapshots the shows a crash left past their latest snapshot promptly, whether a message of
+  their partition comes (the take-over catches them up) or none does (`tick` sweeps each owned
+  partition once per assignment).
 
 Offsets: the PostgreSQL checkpoint is the truth. Faust commits its own offsets as a hint (an
 event is acknowledged only after the batch holding it was written), so after a restart
@@ -98,6 +101,9 @@ class Projection(Protocol):
     async def tick(self) -> None:
         """Periodic work while the journal is quiet: snapshots due by time."""
 
+    async def assign(self, partitions: Collection[tuple[str, int]]) -> None:
+        """The partitions this instance owns now (the whole assignment)."""
+
     async def revoke(self, partitions: Collection[tuple[str, int]]) -> None:
         """Forget partitions another instance now owns."""
 
@@ -122,6 +128,10 @@ class GuardedProjection:
         self.conn: psycopg.AsyncConnection[Any] | None = None
         self.lock = asyncio.Lock()
         self.applied = 0
+        # Owned partitions (the consumer's assignment), and those `_sweep` has looked at since
+        # they were assigned: a partition is taken over only when its first message comes.
+        self.assigned: set[tuple[str, int]] = set()
+        self.swept: set[tuple[str, int]] = set()
 
     async def connection(self) -> psycopg.AsyncConnection[Any]:
         if self.conn is None or self.conn.closed or self.conn.broken:
@@ -146,9 +156,24 @@ class GuardedProjection:
 
     async def tick(self) -> None:
         async with self.lock:
+            for tp in sorted(self.assigned - self.swept - set(self.cursors)):
+                try:
+                    await self._sweep(tp)
+                except Exception as exc:  # storage or broker away: the next tick tries again
+                    log.warning("cannot sweep partition %s yet (%r)", tp, exc)
+                    break
+                self.swept.add(tp)
             await self.guard.run([], self._apply, self._reset)
 
+    async def assign(self, partitions: Collection[tuple[str, int]]) -> None:
+        owned = {tp for tp in partitions if tp[0] in self.topics}
+        # A partition that comes back may have been left behind by another instance since.
+        self.swept &= self.assigned & owned
+        self.assigned = owned
+
     async def revoke(self, partitions: Collection[tuple[str, int]]) -> None:
+        self.assigned.difference_update(partitions)
+        self.swept.difference_update(partitions)
         async with self.lock:
             gone = [tp for tp in partitions if tp in self.cursors]
             for tp in gone:
@@ -188,6 +213,10 @@ class GuardedProjection:
 
     async def _take_over(self, tp: tuple[str, int], first: int) -> tuple[list[Entry], int]:
         raise NotImplementedError
+
+    async def _sweep(self, tp: tuple[str, int]) -> None:
+        """Periodic work owed on an owned partition no message has come for since it was
+        assigned (so it was never taken over). Nothing by default."""
 
     async def _apply(self, chunk: Chunk[Entry]) -> None:
         raise NotImplementedError
@@ -249,7 +278,7 @@ class TicketingViews(GuardedProjection):
         checkpoint = (await load_checkpoints(conn, self.name, self.topic)).get(partition, 0)
         restored = await shows_to_restore(conn, partition)
         for listing, snapshot in restored:
-            self.projection.adopt(listing, snapshot)
+            self.projection.adopt(listing, snapshot, overdue=True)
         start = seek_offset(checkpoint, restored)
         # Seat maps seeded from older snapshots catch up; a gap Faust left is filled. Read up
         # to the checkpoint even when Faust redelivers from before it (its offsets lag after a
@@ -293,6 +322,35 @@ class TicketingViews(GuardedProjection):
         if writes:
             await write(conn, writes, self.topic)
         self.projection.settle()
+
+    async def _sweep(self, tp: tuple[str, int]) -> None:
+        """Snapshot the partition's shows whose rows are past their latest snapshot.
+
+        A kill -9 between a batch's write and the snapshots it owed leaves such shows, and
+        their partition may get no message for a long time (so no take-over catches them up):
+        without this, their next snapshot would wait for their next event. Catch-up only: the
+        rows already hold those events, and only the snapshots are written."""
+        conn = await self.connection()
+        partition = tp[1]
+        restored = await shows_to_restore(conn, partition)
+        if not restored:
+            return
+        checkpoint = (await load_checkpoints(conn, self.name, self.topic)).get(partition, 0)
+        scratch = self._fresh()
+        for listing, snapshot in restored:
+            scratch.adopt(listing, snapshot)
+        entries = await read_range(
+            self.settings, self.topic, partition, seek_offset(checkpoint, restored), checkpoint
+        )
+        journal = [JournalEntry(e.partition, e.offset, e.key, e.value) for e in entries]
+        await fold_batch(scratch, conn, journal, {partition: checkpoint})
+        writes = scratch.take_writes(force_snapshots=True)
+        await write(conn, writes, self.topic)
+        log.info(
+            "partition %d: %d show(s) snapshotted at their projected versions",
+            partition,
+            len(writes.snapshots),
+        )
 
     def _forget(self, partitions: Sequence[tuple[str, int]]) -> None:
         if len(self.cursors) == 0:
@@ -584,8 +642,12 @@ def install(
     async def revoked(sender: Any, *args: Any, signal: Any = None, **_: Any) -> None:
         await projection.revoke([(tp.topic, tp.partition) for tp in args[0]])
 
+    async def assigned(sender: Any, *args: Any, signal: Any = None, **_: Any) -> None:
+        await projection.assign([(tp.topic, tp.partition) for tp in args[0]])
+
     # mode types the handler as a union of callables mypy cannot match a coroutine to.
     app.on_partitions_revoked.connect(revoked, weak=False)  # type: ignore[arg-type]
+    app.on_partitions_assigned.connect(assigned, weak=False)  # type: ignore[arg-type]
 
     async def stopping(sender: Any, *args: Any, signal: Any = None, **_: Any) -> None:
         await projection.close()

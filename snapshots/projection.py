@@ -18,6 +18,7 @@ snapshot is their state at the checkpoint.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -185,8 +186,11 @@ class Projection:
 
     # -- seeding from storage ---------------------------------------------------------------
 
-    def adopt(self, listing: ShowListing, snapshot: Snapshot) -> None:
-        """Take a show as stored: its catalogue row and a snapshot of its map."""
+    def adopt(self, listing: ShowListing, snapshot: Snapshot, overdue: bool = False) -> None:
+        """Take a show as stored: its catalogue row and a snapshot of its map.
+
+        `overdue`: the rows are past this snapshot (a crash or a handover left it behind), so
+        once caught up the show is snapshotted at the next write, whatever the cadence."""
         if listing.show_id in self._shows:
             return
         view = snapshot.seatmap()
@@ -196,7 +200,7 @@ class Projection:
             available=available_places(view),
             offset=snapshot.journal_offset,
             snapshot_version=snapshot.version,
-            snapshot_at=self._clock(),
+            snapshot_at=-math.inf if overdue else self._clock(),
         )
 
     def adopt_orders(self, orders: Iterable[OrderView]) -> None:

@@ -460,7 +460,7 @@ async def test_a_websocket_upgrade_with_a_url_over_8_kib_gets_414_at_once(
 
 
 @pytest.mark.disruptive
-async def test_with_the_views_down_paying_or_cancelling_a_fresh_hold_is_503_not_404(
+async def test_with_the_views_down_paying_cancelling_or_listing_a_fresh_hold_is_503_not_404(
     settings: Settings, stack: Stack, http: httpx.AsyncClient
 ) -> None:
     org = await sign_in(http, add_organizer(settings))
@@ -479,6 +479,8 @@ async def test_with_the_views_down_paying_or_cancelling_a_fresh_hold_is_503_not_
                 f"/v1/orders/{order}/payment", headers=auth(fan), json={"payment_token": "tok"}
             ),
             await http.get(f"/v1/orders/{order}", headers=auth(fan)),
+            # The list would lack the hold just made: not an answer either.
+            await http.get("/v1/users/me/orders", headers=auth(fan)),
         ):
             error = assert_refused(response, 503)
             assert error["code"] == "unavailable"
@@ -492,6 +494,9 @@ async def test_with_the_views_down_paying_or_cancelling_a_fresh_hold_is_503_not_
             break
         await asyncio.sleep(0.5)
     assert cancelled.status_code == 200, cancelled.text
+    mine = await http.get("/v1/users/me/orders", headers=auth(fan))
+    assert mine.status_code == 200, mine.text
+    assert [(o["order_id"], o["status"]) for o in mine.json()["orders"]] == [(order, "cancelled")]
     missing = await http.get(f"/v1/orders/{show}.{'B' * 22}", headers=auth(fan))
     assert assert_refused(missing, 404)["code"] == "order_not_found"
 

@@ -15,11 +15,14 @@ import psycopg
 import pytest
 
 from boxoffice.settings import Settings
+from domain.ticketing.events import Event
+from domain.ticketing.views import SeatMapView
 from processors.engine import Entry, TicketingViews, read_range
-from producers.topics import SHOW_EVENTS
+from producers.topics import SHOW_EVENTS, partitions_of
 from snapshots.checkpoints import load_checkpoints
 from snapshots.database import conninfo
 from snapshots.projection import PROJECTION
+from snapshots.seatmaps import latest_snapshot, snapshot_versions
 from stack.processes import Daemon
 from tests.integration.engine_workers import engine_daemon, start_engine
 from tests.integration.test_views import (  # noqa: F401  (env and db are fixtures)
@@ -28,6 +31,7 @@ from tests.integration.test_views import (  # noqa: F401  (env and db are fixtur
     dead_letters,
     env,
     new_show,
+    own_settings,
     produce,
     produce_raw,
     wait_for_versions,
@@ -96,3 +100,64 @@ async def test_the_faust_engine_projects_parks_poison_and_shrugs_off_redelivery(
         await again.close()
     assert parked == []
     assert rows(env) == before
+
+
+async def test_a_restart_snapshots_the_shows_a_crash_left_behind_their_snapshots(
+    settings: Settings,
+) -> None:
+    # A cadence that never comes due: a show is snapshotted by its first write only. An engine
+    # dropped without closing (a kill -9) leaves the rows past that snapshot. The next engine
+    # snapshots such a show whether a message of its partition comes (the take-over catches
+    # it up) or none does (the periodic sweep of owned partitions finds it).
+    with own_settings(settings, every_events=100_000, every_s=3600.0) as own:
+        topic = SHOW_EVENTS.name(own)
+        parked: list[Entry] = []
+
+        async def park(entry: Entry, reason: str, attempts: int) -> None:
+            parked.append(entry)
+
+        async def journal_of(show_id: str) -> list[Entry]:
+            found: list[Entry] = []
+            for partition in partitions_of(own, [topic])[topic]:
+                entries = await read_range(own, topic, partition, 0, 1 << 40)
+                found += [e for e in entries if e.key == show_id.encode()]
+            return found
+
+        async def left_behind() -> tuple[list[Event], list[Entry]]:
+            journal = new_show(30)
+            produce(own, [journal])
+            entries = await journal_of(journal[0].show_id)
+            crashed = TicketingViews(own, park)
+            await crashed.project(entries[:10])
+            await crashed.project(entries[10:])
+            assert crashed.conn is not None
+            await crashed.conn.close()  # no last write: what a kill -9 leaves
+            return journal, entries
+
+        async def snapshot_is_the_fold(journal: list[Event]) -> None:
+            show_id = journal[0].show_id
+            assert await snapshot_versions(conn, show_id) == [10, len(journal)]
+            snapshot = await latest_snapshot(conn, show_id)
+            assert snapshot is not None
+            assert snapshot.seatmap() == SeatMapView.from_events(journal)
+
+        async with await psycopg.AsyncConnection.connect(conninfo(own), autocommit=True) as conn:
+            quiet, entries = await left_behind()
+            assert await snapshot_versions(conn, quiet[0].show_id) == [10]
+            swept = TicketingViews(own, park)
+            try:
+                await swept.assign([(topic, entries[0].partition)])
+                await swept.tick()
+            finally:
+                await swept.close()
+            await snapshot_is_the_fold(quiet)
+
+            redelivered, entries = await left_behind()
+            taken_over = TicketingViews(own, park)
+            try:
+                await taken_over.project(entries[-1:])  # Faust's offsets lag the checkpoint
+                await taken_over.tick()
+                await snapshot_is_the_fold(redelivered)
+            finally:
+                await taken_over.close()
+        assert parked == []

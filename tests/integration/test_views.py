@@ -11,6 +11,7 @@ competes with it and killing it disturbs no other test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import statistics
 import subprocess
@@ -46,23 +47,31 @@ pytestmark = pytest.mark.integration
 SNAPSHOT_EVERY_EVENTS = 40
 
 
-@pytest.fixture(scope="module")
-def env(settings: Settings) -> Iterator[Settings]:
+@contextlib.contextmanager
+def own_settings(settings: Settings, every_events: int, every_s: float) -> Iterator[Settings]:
     """The session's servers, with topics, a schema and a snapshot cadence of our own."""
     run = uuid.uuid4().hex[:6]
     own = settings.model_copy(
         update={
             "topic_prefix": f"{settings.topic_prefix}v{run}",
             "pg_schema": f"{settings.pg_schema}v{run}",
-            "snapshot_every_events": SNAPSHOT_EVERY_EVENTS,
-            "snapshot_every_s": 2.0,
+            "snapshot_every_events": every_events,
+            "snapshot_every_s": every_s,
         }
     )
     ensure_topics(own)
     migrate(own)
-    yield own
-    with psycopg.connect(own.pg_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{own.pg_schema}" CASCADE')
+    try:
+        yield own
+    finally:
+        with psycopg.connect(own.pg_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{own.pg_schema}" CASCADE')
+
+
+@pytest.fixture(scope="module")
+def env(settings: Settings) -> Iterator[Settings]:
+    with own_settings(settings, SNAPSHOT_EVERY_EVENTS, 2.0) as own:
+        yield own
 
 
 def projector_daemon(env: Settings) -> Daemon:
@@ -391,6 +400,42 @@ async def test_sigterm_stops_it_promptly_with_every_changed_show_snapshotted(
         assert await cursor.fetchall() == []
     finally:
         start(projector, env)
+
+
+async def test_a_show_a_crash_left_behind_its_snapshot_is_snapshotted_with_no_new_event(
+    settings: Settings,
+) -> None:
+    # A cadence that never comes due: only a show's first write snapshots it. A kill -9 then
+    # leaves the rows past the snapshot, and no later message on the partition will come to
+    # catch it up: the restarted worker must find it by itself.
+    with own_settings(settings, every_events=100_000, every_s=3600.0) as own:
+        daemon = engine_daemon(own, "views-left-behind", "views")
+        journal = new_show(30)
+        show_id = journal[0].show_id
+
+        async def snapshotted(db: psycopg.AsyncConnection[Any]) -> int:
+            return max(await snapshot_versions(db, show_id), default=0)
+
+        start(daemon, own)
+        try:
+            produce(own, [journal[:10]])
+            wait_for_versions(own, daemon, {show_id: 10})
+            produce(own, [journal[10:]])
+            wait_for_versions(own, daemon, {show_id: len(journal)})
+            time.sleep(2)  # Faust commits its offsets (every 0.5 s): nothing is redelivered
+            assert daemon.kill()
+            async with await psycopg.AsyncConnection.connect(conninfo(own), autocommit=True) as db:
+                assert await snapshotted(db) < len(journal)
+                start(daemon, own)
+                deadline = time.monotonic() + 90
+                while await snapshotted(db) < len(journal):
+                    assert time.monotonic() < deadline, daemon.log_tail(40)
+                    await asyncio.sleep(0.2)
+                snapshot = await latest_snapshot(db, show_id)
+                assert snapshot is not None
+                assert snapshot.seatmap() == SeatMapView.from_events(journal)
+        finally:
+            daemon.stop(timeout_s=20)
 
 
 def boxoffice(env: Settings, *args: str) -> subprocess.CompletedProcess[str]:
