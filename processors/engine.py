@@ -176,6 +176,8 @@ class GuardedProjection:
         self.swept.difference_update(partitions)
         async with self.lock:
             gone = [tp for tp in partitions if tp in self.cursors]
+            if gone:
+                await self._hand_over(gone)
             for tp in gone:
                 del self.cursors[tp]
             if gone:
@@ -213,6 +215,10 @@ class GuardedProjection:
 
     async def _take_over(self, tp: tuple[str, int], first: int) -> tuple[list[Entry], int]:
         raise NotImplementedError
+
+    async def _hand_over(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """What to store before forgetting partitions another instance now owns. Nothing by
+        default."""
 
     async def _sweep(self, tp: tuple[str, int]) -> None:
         """Periodic work owed on an owned partition no message has come for since it was
@@ -351,6 +357,15 @@ class TicketingViews(GuardedProjection):
             partition,
             len(writes.snapshots),
         )
+
+    async def _hand_over(self, partitions: Sequence[tuple[str, int]]) -> None:
+        # Every changed show snapshotted, as at a stop: the next owner restores from them
+        # rather than from older snapshots plus a longer read. If the write fails, that owner
+        # catches up and snapshots them itself (`_take_over`, `_sweep`).
+        try:
+            await self.store(await self.connection(), force=True)
+        except psycopg.Error as exc:
+            log.warning("handing over partitions without their last snapshots (%r)", exc)
 
     def _forget(self, partitions: Sequence[tuple[str, int]]) -> None:
         if len(self.cursors) == 0:

@@ -102,13 +102,14 @@ async def test_the_faust_engine_projects_parks_poison_and_shrugs_off_redelivery(
     assert rows(env) == before
 
 
-async def test_a_restart_snapshots_the_shows_a_crash_left_behind_their_snapshots(
+async def test_changed_shows_are_snapshotted_at_a_handover_and_after_a_crash(
     settings: Settings,
 ) -> None:
-    # A cadence that never comes due: a show is snapshotted by its first write only. An engine
-    # dropped without closing (a kill -9) leaves the rows past that snapshot. The next engine
-    # snapshots such a show whether a message of its partition comes (the take-over catches
-    # it up) or none does (the periodic sweep of owned partitions finds it).
+    # A cadence that never comes due: a show is snapshotted by its first write only. Handing
+    # its partition over snapshots it. An engine dropped without closing (a kill -9) leaves
+    # the rows past that snapshot: the next engine snapshots such a show whether a message of
+    # its partition comes (the take-over catches it up) or none does (the periodic sweep of
+    # owned partitions finds it).
     with own_settings(settings, every_events=100_000, every_s=3600.0) as own:
         topic = SHOW_EVENTS.name(own)
         parked: list[Entry] = []
@@ -123,13 +124,17 @@ async def test_a_restart_snapshots_the_shows_a_crash_left_behind_their_snapshots
                 found += [e for e in entries if e.key == show_id.encode()]
             return found
 
-        async def left_behind() -> tuple[list[Event], list[Entry]]:
+        async def projected() -> tuple[list[Event], list[Entry], TicketingViews]:
             journal = new_show(30)
             produce(own, [journal])
             entries = await journal_of(journal[0].show_id)
-            crashed = TicketingViews(own, park)
-            await crashed.project(entries[:10])
-            await crashed.project(entries[10:])
+            engine = TicketingViews(own, park)
+            await engine.project(entries[:10])
+            await engine.project(entries[10:])
+            return journal, entries, engine
+
+        async def left_behind() -> tuple[list[Event], list[Entry]]:
+            journal, entries, crashed = await projected()
             assert crashed.conn is not None
             await crashed.conn.close()  # no last write: what a kill -9 leaves
             return journal, entries
@@ -142,6 +147,14 @@ async def test_a_restart_snapshots_the_shows_a_crash_left_behind_their_snapshots
             assert snapshot.seatmap() == SeatMapView.from_events(journal)
 
         async with await psycopg.AsyncConnection.connect(conninfo(own), autocommit=True) as conn:
+            handed, entries, owner = await projected()
+            try:
+                assert await snapshot_versions(conn, handed[0].show_id) == [10]
+                await owner.revoke([(topic, entries[0].partition)])
+                await snapshot_is_the_fold(handed)
+            finally:
+                await owner.close()
+
             quiet, entries = await left_behind()
             assert await snapshot_versions(conn, quiet[0].show_id) == [10]
             swept = TicketingViews(own, park)
