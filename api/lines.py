@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 RELOAD_S = 0.1
 # How long a read waits for the line to reach the version its caller has seen.
 READ_WAIT_S = 3.0
+# How long a read waits for a line's first load (its rows) before saying 503: a load stuck
+# behind a busy connection pool must not hold a socket's answer for the pool's 30 s.
+LOAD_WAIT_S = 10.0
 # A line nobody read for this long is dropped (loaded again on the next read).
 IDLE_S = 120.0
 # Rows folded between two turns of the loop while a line is loaded.
@@ -299,7 +302,12 @@ class LiveLines(PerShow[LiveLine]):
         live = self.shows.get(show_id)
         if live is None:
             live = self.shows[show_id] = LiveLine(show_id, self._hub, self._pool)
-        await live.ready.wait()
+        try:
+            async with asyncio.timeout(LOAD_WAIT_S):
+                await live.ready.wait()
+        except TimeoutError:
+            log.warning("show %s: the line is not loaded after %.0f s", show_id, LOAD_WAIT_S)
+            raise unavailable("the line view") from None
         if await live.reach(max(known, 1), wait_s if known > 0 else 0):
             return live
         if known == 0 and not live.failed:
