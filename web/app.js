@@ -15,11 +15,16 @@ let leave = () => {};
 let rendering = 0;
 
 async function route() {
-  const main = document.getElementById("main");
   const hash = location.hash || "#/";
   const run = ++rendering;
   leave();
   leave = () => {};
+  // Each route renders into a view of its own: a page still loading when a newer route
+  // starts (the shows list after signing in, when the fan already clicked Organize) then
+  // writes only into its detached view, never over the newer page.
+  const main = document.createElement("div");
+  main.className = "view";
+  document.getElementById("main").replaceChildren(main);
   let cleanup;
   const show = hash.match(/^#\/shows\/([^/?]+)$/);
   const chat = hash.match(/^#\/chat(?:\/([^/?]+))?$/);

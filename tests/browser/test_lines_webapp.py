@@ -162,7 +162,7 @@ def test_a_queued_show_has_a_waiting_room_until_the_fan_is_admitted(
     wait_live(page)
     room = page.locator("section.room")
     expect(room.get_by_role("heading", name="Waiting room")).to_be_visible()
-    main = page.locator("main")
+    main = page.locator("main > .view")
     expect(main).to_have_attribute("data-locked", "true")
     assert page.locator("form.best").evaluate("form => form.inert") is True
 
@@ -202,7 +202,7 @@ def test_joining_a_waiting_room_before_it_opens_is_early(
     expect(state).to_have_attribute("data-status", "early")
     expect(state).to_contain_text("everyone who joined early gets a random place")
     expect(room.locator(".countdown")).to_contain_text(re.compile(r"Opens in (1:00:00|59:\d\d)"))
-    expect(page.locator("main")).to_have_attribute("data-locked", "true")
+    expect(page.locator("main > .view")).to_have_attribute("data-locked", "true")
     # A reload finds the place again (GET .../queue/me) rather than offering to join.
     page.reload()
     expect(state).to_have_attribute("data-status", "early")

@@ -71,6 +71,35 @@ def test_sign_up_sign_in_and_the_show_list(open_page: Opener, scene: Scene) -> N
     expect(page.locator("li.show", has_text=show_name)).to_be_visible()
 
 
+def test_a_page_still_loading_never_draws_over_the_page_opened_after_it(
+    open_page: Opener, scene: Scene
+) -> None:
+    # The shows list is held back while the fan goes on to another page (as after signing in,
+    # when the list loads and the fan has already clicked Organize): when it comes, the page
+    # on screen stays the one the fan opened.
+    page = open_page(scene.fan(), "/#/orders")
+    expect(page.get_by_role("heading", name="My orders")).to_be_visible()
+    held: list[Route] = []
+
+    def hold_back(route: Route) -> None:
+        held.append(route)
+
+    page.route("**/v1/shows", hold_back)
+    page.evaluate("location.hash = '#/'")
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not held:
+        assert time.monotonic() < deadline, "the shows list was never asked for"
+        page.wait_for_timeout(20)
+    page.evaluate("location.hash = '#/organize'")
+    expect(page.get_by_role("heading", name="Create a show")).to_be_visible()
+    with page.expect_response("**/v1/shows"):
+        held[0].continue_()
+    page.evaluate("new Promise((done) => setTimeout(done, 200))")  # its rendering, had it any
+    expect(page.get_by_role("heading", name="Create a show")).to_be_visible()
+    expect(page.get_by_role("heading", name="Shows")).to_have_count(0)
+    page.unroute("**/v1/shows")
+
+
 def test_stale_reads_are_flagged_by_a_banner(open_page: Opener, scene: Scene) -> None:
     # Taking Kafka down belongs to the disruptive tests; here the API's answer is passed
     # through with the header it sends then (X-Boxoffice-Stale: true), to test the page.
