@@ -57,7 +57,7 @@ class BuddyPresence:
 
     def opened(self, box: Outbox) -> None:
         if self.board.opened(box.user):
-            self.signals.send("online", box.user, {"user": box.user})
+            self.signals.send("online", self.signals.instance, {"user": box.user})
         self.queue_changes()
         self._jobs.put_nowait(partial(self._send_buddy_presence, box))
 
@@ -72,7 +72,10 @@ class BuddyPresence:
 
     def tick(self, heartbeat: bool) -> None:
         for user in self.board.release_due():
-            self.signals.send("offline", user, {"user": user})
+            # Keyed like the heartbeats, by this instance: one partition, so every instance
+            # reads them in the order sent. Keyed by user, a heartbeat sent before this could
+            # be read after it and hold the user online again until the TTL.
+            self.signals.send("offline", self.signals.instance, {"user": user})
         self.board.expire()
         if heartbeat:
             held = self.board.held()
