@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any, cast
+
+from api.chatpresence import BuddyPresence
 from api.presence import PresenceBoard
 
 
@@ -83,3 +87,24 @@ def test_an_instance_that_leaves_takes_its_users_with_it_unless_held_elsewhere()
     b.remote_gone("there")
     assert b.changes() == [("bob", False)]
     assert b.is_online("ann")
+
+
+def test_every_presence_signal_of_an_instance_is_keyed_by_the_instance() -> None:
+    # One partition per instance: the others read its online, heartbeat and offline in the
+    # order it sent them (a heartbeat read after an offline would hold the user online).
+    sent: list[tuple[str, str, dict[str, Any]]] = []
+    signals = SimpleNamespace(
+        instance="api-1", send=lambda kind, key, body: sent.append((kind, key, body))
+    )
+    presence = BuddyPresence(cast(Any, None), {}, cast(Any, signals), cast(Any, None))
+    presence.board = PresenceBoard("api-1", grace_s=0.0, ttl_s=15.0)
+    presence.opened(cast(Any, SimpleNamespace(user="ann")))
+    presence.tick(heartbeat=True)
+    presence.closed("ann")
+    presence.tick(heartbeat=False)
+    assert [(kind, key) for kind, key, _ in sent] == [
+        ("online", "api-1"),
+        ("heartbeat", "api-1"),
+        ("offline", "api-1"),
+    ]
+    assert [body.get("user") for kind, _, body in sent if kind != "heartbeat"] == ["ann", "ann"]
