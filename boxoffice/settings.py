@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     # since its last snapshot, at a moment without commands waiting (or at 10x this, however
     # busy), so a restart folds only the events after the snapshot. 0 turns them off.
     decider_snapshot_every_events: int = 20_000
+    # Kafka transactions a decider process keeps in flight at once, each on its own
+    # transactional producer: the next batch is decided while the last one commits.
+    decider_transactions_in_flight: int = Field(default=3, ge=1, le=16)
+    # How long a reader that folds (the views, the chat views) lets the broker hold its fetch
+    # for a batch's worth of records (producers/fetching.py): what a read-your-writes read
+    # may wait on top, against one wake-up per transaction.
+    fold_fetch_wait_ms: int = Field(default=20, ge=0, le=5000)
 
     # Accounts. The token signing secret has no default value: when BOXOFFICE_TOKEN_SECRET is
     # unset (or empty) it is read from var_dir/secrets/token_secret, which the first process

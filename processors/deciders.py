@@ -58,6 +58,7 @@ from producers.codec import DecodeError
 from producers.contexts import DECIDED, DecidedContext
 from producers.deadletters import dead_letter_headers
 from producers.envelope import CommandEnvelope, EventRecord, Reply
+from producers.fetching import answering_librdkafka
 from producers.journal import producer_config
 from producers.topics import DEAD_LETTERS, REJECTIONS_KEPT_S, REPLIES
 from snapshots import decider_snapshots
@@ -144,6 +145,64 @@ class _Partition:
         return Reply.decode(raw)
 
 
+@dataclass(eq=False)
+class _Lane:
+    """A transactional producer and the last batch it carried (its next one waits for it)."""
+
+    index: int
+    producer: Producer
+    last: _Batch | None = None
+
+
+class _Outbox:
+    """What a batch will produce, kept while it is decided and sent after the batch before it
+    is in the journal: the records of two lanes must not overtake one another in a partition
+    (the journal's order is the streams' version order)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, dict[str, Any]]] = []
+        # The event journal partitions written: a later batch writes to them only after this
+        # batch's records are acknowledged.
+        self.journals: set[tuple[str, int]] = set()
+
+    def produce(self, topic: str, **record: Any) -> None:
+        self.records.append((topic, record))
+
+    def journal(self, topic: str, partition: int) -> None:
+        self.journals.add((topic, partition))
+
+    def send(self, producer: Producer) -> None:
+        for topic, record in self.records:
+            producer.produce(topic, **record)
+
+
+@dataclass(eq=False)
+class _Batch:
+    """One transaction: decided and produced in the loop's thread, finished in a lane's."""
+
+    lane: _Lane
+    # The batch before this one, on another lane: this one commits only after it did, and
+    # aborts if it did not, so the journal never holds a batch without the ones it followed.
+    previous: _Batch | None
+    offsets: list[TopicPartition]
+    group: Any
+    commands: int
+    journals: set[tuple[str, int]] = field(default_factory=set)
+    started: float = field(default_factory=time.monotonic)
+    # Set once the batch's records are acknowledged by the brokers (or failed).
+    produced: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    committed: bool = False
+
+
+class FatalClientError(Exception):
+    """A Kafka client of the loop is done for good (fenced, say): the worker must restart."""
+
+
+class _PreviousBatchFailedError(Exception):
+    """The batch before did not commit: this one must not either."""
+
+
 class DeciderLoop:
     def __init__(
         self,
@@ -157,9 +216,7 @@ class DeciderLoop:
         self.clock = clock
         self.timer_interval_s = timer_interval_s
         self.running = True
-        # For the watchdog: when the current transaction began (None between batches), and
-        # whether librdkafka reported that every broker was gone.
-        self.busy_since: float | None = None
+        # For the watchdog: whether librdkafka reported that every broker was gone.
         self.brokers_lost = False
         # A fatal client error (a fenced static member, a fenced producer): these clients are
         # done for good, and the watchdog restarts the worker at once rather than waiting.
@@ -191,31 +248,38 @@ class DeciderLoop:
                 # partitions straight back instead of waiting out the dead member's session.
                 "group.instance.id": f"deciders-{settings.processor_instance}",
                 "session.timeout.ms": 10000,
-                "fetch.wait.max.ms": 10,
+                **answering_librdkafka(),
                 "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
                 "log_level": 3,
                 "error_cb": self._on_error,
             }
         )
-        # A stable transactional id per instance: a restarted instance fences its own
-        # zombie and aborts whatever transaction that left open.
-        self.producer = Producer(
-            producer_config(
-                settings,
-                **{
-                    "transactional.id": f"{prefix}.deciders.{settings.processor_instance}",
-                    "transaction.timeout.ms": 30000,
-                    "linger.ms": 5,
-                    "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
-                    "error_cb": self._on_error,
-                },
-            )
-        )
-        self._init_transactions()
+        # Transactions in flight at once, each on a lane of its own (its own transactional
+        # producer): while one batch's offsets and commit travel to the brokers, the next batch
+        # is decided and produced on the next lane. Decisions stay in this one thread, in
+        # journal order; only the waiting on the brokers overlaps.
+        self.lanes = [
+            _Lane(index, self._transactional_producer(index))
+            for index in range(max(1, settings.decider_transactions_in_flight))
+        ]
+        self.outbox = _Outbox()
+        self._turn = 0
+        self.in_flight: list[_Batch] = []
+        # Set by a lane whose transaction did not commit: every later batch aborts with it,
+        # and the loop folds its partitions again from the journal before deciding anything.
+        self.failed = False
+        # The finishing half of a batch (offsets, waiting for the batch before, commit) runs
+        # here, one thread per lane.
+        self.finisher = concurrent.futures.ThreadPoolExecutor(len(self.lanes), "decider-commit")
+        # Delivery reports are served in the finishing threads.
+        self._acks = threading.Lock()
+        for lane in self.lanes:
+            self._init_transactions(lane.producer)
         # The brokers answered init_transactions: a loss seen while it waited for them (the
         # worker started during an outage) is over, and must not restart this fresh worker.
         # Such errors wait in the clients' queues until served, so serve them first.
-        self.producer.poll(0)
+        for lane in self.lanes:
+            lane.producer.poll(0)
         self.consumer.poll(0)
         self.brokers_lost = False
         self._last_timer = 0.0
@@ -224,13 +288,42 @@ class DeciderLoop:
         self.turned_at = time.monotonic()
         self.decided = 0
 
-    def _init_transactions(self) -> None:
+    def _transactional_producer(self, lane: int) -> Producer:
+        """A lane's producer. Its transactional id is stable per instance and lane, so a
+        restarted instance fences its own zombie and aborts whatever transaction it left open
+        (lane 0 keeps the id the single-lane loop had). A zombie of another instance, one
+        that lost its partitions in a rebalance, is fenced by its consumer group generation,
+        which every transaction's offsets carry (KIP-447)."""
+        prefix = self.settings.topic_prefix
+        suffix = "" if lane == 0 else f".{lane}"
+        return Producer(
+            producer_config(
+                self.settings,
+                **{
+                    "transactional.id": (
+                        f"{prefix}.deciders.{self.settings.processor_instance}{suffix}"
+                    ),
+                    "transaction.timeout.ms": 30000,
+                    "linger.ms": 0,
+                    # A transaction begun right after the lane's last one committed meets
+                    # CONCURRENT_TRANSACTIONS while the broker writes the markers of the last,
+                    # and librdkafka retries after retry.backoff.ms (100 ms, up to 1 s by
+                    # default): confluent-kafka-python issue 967. The markers take a few ms.
+                    "retry.backoff.ms": 5,
+                    "retry.backoff.max.ms": 50,
+                    "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
+                    "error_cb": self._on_error,
+                },
+            )
+        )
+
+    def _init_transactions(self, producer: Producer) -> None:
         """Wait for the brokers as long as it takes: a worker started during an outage is
         then ready the moment Kafka returns, instead of exiting after a minute and leaving
         a fresh interpreter to start (seconds on a loaded machine) after the return."""
         while True:
             try:
-                self.producer.init_transactions(60)
+                producer.init_transactions(60)
                 return
             except KafkaException as exc:
                 err = exc.args[0]
@@ -250,6 +343,9 @@ class DeciderLoop:
         log.info("assigned %s", [(tp.topic, tp.partition) for tp in tps])
 
     def _on_revoke(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
+        # Every transaction in flight commits (or aborts) with the generation it was decided
+        # in, before the partitions go to another owner.
+        self._drain()
         for tp in tps:
             self.partitions.pop((tp.topic, tp.partition), None)
         log.info("revoked %s", [(tp.topic, tp.partition) for tp in tps])
@@ -363,23 +459,25 @@ class DeciderLoop:
     # -- snapshots --------------------------------------------------------------------------
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
-        """An event's delivery report: the partition's states now include that offset."""
-        self.unacked -= 1
-        if err is not None:
-            return  # its transaction fails, and the partition is rebuilt from the journal
-        topic, number, offset = msg.topic(), msg.partition(), msg.offset()
-        part = self.partitions.get((self.command_topic_of.get(str(topic), ""), number or 0))
-        if part is None or offset is None or offset <= part.last_offset:
-            return
-        part.last_offset, part.last_record = offset, msg.value()
-        part.since_snapshot += 1
+        """An event's delivery report: the partition's states now include that offset.
+        Served in a lane's finishing thread, hence the lock."""
+        with self._acks:
+            self.unacked -= 1
+            if err is not None:
+                return  # its transaction fails, and the partition is rebuilt from the journal
+            topic, number, offset = msg.topic(), msg.partition(), msg.offset()
+            part = self.partitions.get((self.command_topic_of.get(str(topic), ""), number or 0))
+            if part is None or offset is None or offset <= part.last_offset:
+                return
+            part.last_offset, part.last_record = offset, msg.value()
+            part.since_snapshot += 1
 
     def _maybe_snapshot(self, idle: bool) -> None:
         """Snapshot the partition furthest past its last snapshot, if one is due: when no
         command waits (so a decision never waits on it), or at 10x the interval regardless.
         Only between transactions with every event acknowledged: the states then hold exactly
         the journal up to each partition's last offset."""
-        if self.snapshot_every <= 0 or self.unacked:
+        if self.snapshot_every <= 0 or self.unacked or self.in_flight:
             return
         if self.snapshot_pending is not None and not self.snapshot_pending.done():
             return
@@ -476,9 +574,18 @@ class DeciderLoop:
         try:
             while self.running:
                 self.turned_at = time.monotonic()
-                # The producer's error callbacks (every broker gone, fenced) run only when it
-                # is polled; an idle loop would otherwise never hear of an outage.
-                self.producer.poll(0)
+                # The producers' error callbacks (every broker gone, fenced) run only when
+                # they are polled; an idle loop would otherwise never hear of an outage.
+                for lane in self.lanes:
+                    lane.producer.poll(0)
+                self._settle()
+                if self.fatal is not None:
+                    # Fenced or fatal: another instance owns these streams now, or a client
+                    # is unusable. Only a fresh worker may go on (`main` starts one).
+                    raise FatalClientError(self.fatal)
+                if self.failed:
+                    self._recover()
+                    continue
                 messages = self._next_batch()
                 now = self.clock()
                 timed = self._timer_commands(now)
@@ -487,8 +594,11 @@ class DeciderLoop:
                     self._transact(commands, timed, now)
                 self._maybe_snapshot(idle=not messages)
         finally:
+            self._drain()
             self.consumer.close()
-            self.producer.flush(10)
+            for lane in self.lanes:
+                lane.producer.flush(10)
+            self.finisher.shutdown(wait=True)
             self.snapshot_writer.shutdown(wait=True)
 
     def stop(self) -> None:
@@ -549,56 +659,139 @@ class DeciderLoop:
                     due.append((part, stream, command))
         return due
 
+    @property
+    def busy_since(self) -> float | None:
+        """When the oldest transaction in flight began (None when there is none): for the
+        watchdog, in its own thread, hence the copy."""
+        in_flight = list(self.in_flight)
+        return min((b.started for b in in_flight), default=None)
+
+    def _settle(self) -> None:
+        """Count the batches that finished and forget them."""
+        while self.in_flight and self.in_flight[0].done.is_set():
+            batch = self.in_flight.pop(0)
+            if batch.committed:
+                self.decided += batch.commands
+
+    def _drain(self) -> None:
+        """Wait until every transaction in flight has committed or aborted."""
+        for batch in list(self.in_flight):
+            batch.done.wait()
+        self._settle()
+
+    def _next_lane(self) -> _Lane:
+        """The lane whose last transaction is the oldest, once that one has finished."""
+        lane = self.lanes[self._turn % len(self.lanes)]
+        self._turn += 1
+        if lane.last is not None:
+            lane.last.done.wait()
+        self._settle()
+        return lane
+
     def _transact(
         self, commands: list[Message], timed: list[tuple[_Partition, str, Any]], now: datetime
     ) -> None:
-        self.busy_since = time.monotonic()
+        """Decide the batch here, in journal order, on the next free lane; produce it once the
+        batches before it that write the same journal partitions are acknowledged; finish its
+        offsets and commit in that lane's thread while the next batch is decided."""
+        lane = self._next_lane()
+        if self.failed:
+            # A batch before this one aborted: its partitions are rebuilt and the consumer
+            # rewound first, so these commands come again.
+            return
+        previous = self.in_flight[-1] if self.in_flight else None
+        self.outbox = outbox = _Outbox()
+        for msg in commands:
+            self._handle(msg, now)
+        for part, stream, command in timed:
+            self._decide(part, stream, command, command.command_id, now, reply=False)
+        offsets = self.consumer.position(self.consumer.assignment()) if commands else []
+        group = self.consumer.consumer_group_metadata() if commands else None
+        for earlier in self.in_flight:
+            if earlier.journals & outbox.journals:
+                earlier.produced.wait()
+        if self.failed:
+            return  # decided on states that are rebuilt now; the commands come again
+        batch = _Batch(lane, previous, offsets, group, len(commands), outbox.journals)
+        lane.last = batch
+        self.in_flight.append(batch)
         try:
-            self._transact_batch(commands, timed, now)
-        finally:
-            self.busy_since = None
-
-    def _transact_batch(
-        self, commands: list[Message], timed: list[tuple[_Partition, str, Any]], now: datetime
-    ) -> None:
-        self.producer.begin_transaction()
-        try:
-            for msg in commands:
-                self._handle(msg, now)
-            for part, stream, command in timed:
-                self._decide(part, stream, command, command.command_id, now, reply=False)
-            if commands:
-                offsets = self.consumer.position(self.consumer.assignment())
-                self.producer.send_offsets_to_transaction(
-                    offsets, self.consumer.consumer_group_metadata(), CALL_TIMEOUT_S
-                )
-            self._commit()
+            lane.producer.begin_transaction()
+            outbox.send(lane.producer)
         except KafkaException as exc:
-            self._recover(exc)
-        self.decided += len(commands)
+            batch.produced.set()
+            self._fail(batch, exc)
+            return
+        self.finisher.submit(self._finish, batch)
 
-    def _commit(self) -> None:
+    def _finish(self, batch: _Batch) -> None:
+        """In the lane's thread: wait until the records are in the journal, add the consumed
+        offsets, wait for the batch before, commit."""
+        producer = batch.lane.producer
+        try:
+            if producer.flush(CALL_TIMEOUT_S) > 0:
+                raise KafkaException(
+                    KafkaError(
+                        KafkaError._TIMED_OUT, "records unacknowledged", txn_requires_abort=True
+                    )
+                )
+            batch.produced.set()
+            if batch.offsets:
+                producer.send_offsets_to_transaction(batch.offsets, batch.group, CALL_TIMEOUT_S)
+            if batch.previous is not None:
+                batch.previous.done.wait()
+                if not batch.previous.committed:
+                    raise _PreviousBatchFailedError
+            self._commit(producer)
+            batch.committed = True
+            batch.done.set()
+        except (KafkaException, _PreviousBatchFailedError) as exc:
+            self._fail(batch, exc)
+        except BaseException:
+            # Never leave a batch unfinished: the loop and the batches after it wait on it.
+            self.failed = True
+            batch.done.set()
+            raise
+        finally:
+            batch.produced.set()
+
+    def _commit(self, producer: Producer) -> None:
         while True:
             try:
-                self.producer.commit_transaction(CALL_TIMEOUT_S)
+                producer.commit_transaction(CALL_TIMEOUT_S)
                 return
             except KafkaException as exc:
                 if exc.args[0].retriable():
                     continue
                 raise
 
-    def _recover(self, exc: KafkaException) -> None:
-        """Abort, forget all state, and start again from the last committed offsets."""
-        err = exc.args[0]
-        if not err.txn_requires_abort():
-            # Fenced or fatal: another instance owns these streams now, or the producer is
-            # unusable. Exiting is the only safe move; `boxoffice up` starts a fresh one.
-            log.critical("fatal transaction error, exiting: %s", err)
-            raise exc
-        log.error("transaction aborted, rebuilding state: %s", err)
-        self.producer.abort_transaction(30)
+    def _fail(self, batch: _Batch, exc: KafkaException | _PreviousBatchFailedError) -> None:
+        """Abort the batch's transaction; the loop then rebuilds from the journal."""
+        self.failed = True
+        try:
+            if isinstance(exc, KafkaException):
+                err = exc.args[0]
+                if not err.txn_requires_abort():
+                    # Fenced or fatal: another instance owns these streams now, or the
+                    # producer is unusable. Only a fresh worker may go on (the watchdog).
+                    log.critical("fatal transaction error: %s", err)
+                    self.fatal = str(err)
+                    return
+                log.error("transaction aborted, rebuilding state: %s", err)
+            batch.lane.producer.abort_transaction(30)
+        except KafkaException as abort_exc:
+            log.critical("could not abort a transaction: %s", abort_exc)
+            self.fatal = str(abort_exc)
+        finally:
+            batch.done.set()
+
+    def _recover(self) -> None:
+        """Once every transaction in flight is over: forget all state, and start again from
+        the last committed offsets."""
+        self._drain()
         # The purged events' reports, served now: none may reach the rebuilt partitions.
-        self.producer.poll(0)
+        for lane in self.lanes:
+            lane.producer.poll(0)
         assignment = self.consumer.assignment()
         committed = self.consumer.committed(assignment, timeout=30)
         for tp in committed:
@@ -611,6 +804,7 @@ class DeciderLoop:
             fresh = _Partition(part.spec, part.number)
             self._rebuild(fresh)
             self.partitions[key] = fresh
+        self.failed = False
 
     def _handle(self, msg: Message, now: datetime) -> None:
         topic, partition = msg.topic(), msg.partition()
@@ -686,14 +880,16 @@ class DeciderLoop:
                 )
                 # Same partition number as the command: the rebuild of a command partition
                 # reads exactly the event partition of the same number.
-                self.producer.produce(
+                self.outbox.produce(
                     events_topic,
                     value=record.encode(),
                     key=key,
                     partition=part.number,
                     on_delivery=self._delivered,
                 )
-                self.unacked += 1
+                with self._acks:
+                    self.unacked += 1
+            self.outbox.journal(events_topic, part.number)
             if state is not None:
                 part.streams[stream] = state
         if reply:
@@ -722,7 +918,7 @@ class DeciderLoop:
         to every later copy of the command id; an aborted transaction takes both back."""
         answer = Reply(command_id, stream, ok=False, error=error, version=version)
         raw = answer.encode()
-        self.producer.produce(
+        self.outbox.produce(
             part.spec.rejections.name(self.settings),
             value=raw,
             key=stream.encode(),
@@ -735,15 +931,13 @@ class DeciderLoop:
         self._reply(answer)
 
     def _reply(self, reply: Reply) -> None:
-        self.producer.produce(
-            self.replies_topic, value=reply.encode(), key=reply.stream_id.encode()
-        )
+        self.outbox.produce(self.replies_topic, value=reply.encode(), key=reply.stream_id.encode())
 
     def _dead_letter(self, msg: Message, reason: str) -> None:
         log.warning(
             "dead-lettering %s[%s]@%s: %s", msg.topic(), msg.partition(), msg.offset(), reason
         )
-        self.producer.produce(
+        self.outbox.produce(
             self.dead_letters_topic,
             value=msg.value(),
             key=msg.key(),
@@ -761,7 +955,7 @@ class DeciderLoop:
     def _dead_letter_command(
         self, spec: DeciderSpec, stream: str, command: Any, command_id: str, reason: str
     ) -> None:
-        self.producer.produce(
+        self.outbox.produce(
             self.dead_letters_topic,
             value=spec.registry.encode(command),
             key=stream.encode(),
@@ -870,7 +1064,11 @@ def _work() -> None:
                 os._exit(EXIT_RESTART)
 
     threading.Thread(target=watchdog, name="decider-watchdog", daemon=True).start()
-    loop.run()
+    try:
+        loop.run()
+    except FatalClientError as exc:
+        log.critical("fatal Kafka client error, restarting: %s", exc)
+        os._exit(EXIT_RESTART)
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from boxoffice.settings import Settings
 from processors.poison import Chunk, Origin, PoisonGuard
 from producers.deadletters import dead_letter_headers
+from producers.fetching import folding_aiokafka
 from producers.topics import CHAT_EVENTS, DEAD_LETTERS, SHOW_EVENTS, SOCIAL_EVENTS
 from snapshots import chatprojection
 from snapshots.checkpoints import load_checkpoints
@@ -428,18 +429,23 @@ PROJECTIONS: dict[str, type[GuardedProjection]] = {
 # -- Faust ------------------------------------------------------------------------------------
 
 
-def read_committed() -> None:
-    """Make Faust's consumer read only committed messages, exactly-once mode or not."""
+def read_committed(settings: Settings) -> None:
+    """Make Faust's consumer read only committed messages, exactly-once mode or not, and
+    fetch as a reader that folds (producers/fetching.py): Faust asks for every record at
+    once, which woke the views once per decider transaction."""
     thread = faust_aiokafka.AIOKafkaConsumerThread
     if getattr(thread, "_boxoffice_read_committed", False):
         return
     create = thread._create_worker_consumer
+    fetch = folding_aiokafka(settings)
 
     @functools.wraps(create)
     def patched(self: Any, transport: Any) -> Any:
         consumer = create(self, transport)
-        # aiokafka hands this to its fetcher at start(), after this point.
+        # aiokafka hands these to its fetcher at start(), after this point.
         consumer._isolation_level = "read_committed"
+        consumer._fetch_min_bytes = fetch["fetch_min_bytes"]
+        consumer._fetch_max_wait_ms = fetch["fetch_max_wait_ms"]
         return consumer
 
     setattr(thread, "_create_worker_consumer", patched)  # noqa: B010
@@ -613,7 +619,7 @@ def install(
     tick_s: float = SNAPSHOT_TICK_S,
 ) -> None:
     """One agent running `projection` over its topics in batches, plus its snapshot timer."""
-    read_committed()
+    read_committed(projection.settings)
     inline_delivery()
     cheap_gaps()
     # Faust's stream takes one event-loop turn per event: uvloop's turns cost less (bench/

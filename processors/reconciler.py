@@ -63,6 +63,7 @@ from domain.ticketing.payments import (
 )
 from producers.codec import DecodeError
 from producers.envelope import CommandEnvelope, EventRecord
+from producers.fetching import BACKGROUND_FETCH_WAIT_MS, folding_aiokafka
 from producers.journal import JournalProducer, JournalUnavailableError
 from producers.registries import TICKETING
 from producers.topics import SHOW_COMMANDS, SHOW_EVENTS, partitions_of
@@ -146,7 +147,7 @@ class Reconciler:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
-            fetch_max_wait_ms=100,
+            **folding_aiokafka(self.settings, BACKGROUND_FETCH_WAIT_MS),
         )
         try:
             await consumer.start()

@@ -12,6 +12,7 @@ import asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from boxoffice.settings import Settings
+from producers.fetching import answering_aiokafka
 from producers.topics import partitions_of
 
 
@@ -24,6 +25,8 @@ async def tail(settings: Settings, topics: list[str]) -> AIOKafkaConsumer:
         auto_offset_reset="latest",
         # Journals and replies are written in the deciders' transactions: committed only.
         isolation_level="read_committed",
+        # These readers answer people (replies, live events): the broker answers at once.
+        **answering_aiokafka(),
     )
     partitions = await asyncio.to_thread(partitions_of, settings, topics)
     await consumer.start()
