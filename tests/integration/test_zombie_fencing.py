@@ -86,7 +86,7 @@ def zombie_in_the_middle(
     transaction it has not finished: its offsets and commit are held back."""
     loop = DeciderLoop(settings, [TICKETING_CONTEXT])
     held: list[_Batch] = []
-    loop._finish = held.append  # type: ignore[method-assign]
+    loop._finish = held.append  # type: ignore[method-assign,assignment]
     loop.consumer.subscribe(list(loop.specs), on_assign=loop._on_assign)
     deadline = time.monotonic() + deadline_s
     while not held and time.monotonic() < deadline:
