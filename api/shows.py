@@ -26,6 +26,7 @@ from api.text import BIGINT_MAX
 from api.ticketing import checked_show_id
 from domain.ticketing.views import delta_between
 from producers.journal import JournalUnavailableError
+from snapshots.orders import ShowListing
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +65,9 @@ async def list_shows(svc: Annotated[Services, Depends(services)]) -> Response:
 
 @router.get("/shows/{show_id}")
 async def get_show(show_id: str, svc: Annotated[Services, Depends(services)]) -> Response:
-    from snapshots import orders as store
 
     checked_show_id(show_id)
-    show = await store.show(svc.pool, show_id)
-    if show is None:
-        raise ApiError(404, "show_not_found", "no such show", {"show_id": show_id})
+    show = await listed_show(svc, show_id)
     live = svc.seatmaps.current(show_id)
     version = max(show.version, live.version if live is not None else 0)
     lines = await show_fields(svc.lines, svc.pool, show_id, datetime.now(UTC))
@@ -89,6 +87,8 @@ async def get_seatmap(
     from snapshots import timetravel
 
     checked_show_id(show_id)
+    if svc.seatmaps.current(show_id) is None and svc.kafka_up:
+        await listed_show(svc, show_id)  # a show just created: its map once it is projected
     if version is not None:
         try:
             view = await timetravel.seatmap_at(
@@ -133,6 +133,30 @@ async def get_seatmap(
             raise unavailable("the show journal")
         raise _no_show(show_id)
     return _json(snapshot_json(stale_view), stale=True)
+
+
+# How long a read of a show this process has seen created waits for the views to list it.
+NEW_SHOW_WAIT_S = 2.0
+
+
+async def listed_show(svc: Services, show_id: str) -> ShowListing:
+    """The show from the catalogue, read-your-writes: a show whose creation was answered
+    (by any API process: the replies are caught up with first) is waited for while the
+    views project it, then 503 with Retry-After if they are behind; 404 only for a show
+    never created."""
+    from snapshots import orders as store
+
+    found = await store.show(svc.pool, show_id)
+    if found is not None:
+        return found
+    if await svc.decided_show_version(show_id) == 0:
+        raise _no_show(show_id)
+    found = await svc.projected.until(
+        lambda: store.show(svc.pool, show_id), lambda s: s is not None, NEW_SHOW_WAIT_S
+    )
+    if found is None:
+        raise unavailable("the show catalogue")
+    return found
 
 
 async def store_show(svc: Services, show_id: str) -> bool:

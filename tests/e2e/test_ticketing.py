@@ -362,6 +362,28 @@ def _seconds(n: float) -> timedelta:
     return timedelta(seconds=n)
 
 
+async def test_a_show_is_readable_by_anyone_on_any_worker_right_after_its_201(
+    settings: Settings, http: httpx.AsyncClient, organizer: str
+) -> None:
+    """Read-after-write: what a 201 announced is there at once, for an anonymous reader on a
+    connection of its own (whichever API worker takes it), while the views project it."""
+    org = await sign_in(http, organizer)
+    for _ in range(15):
+        limits = httpx.Limits(max_keepalive_connections=6)
+        async with httpx.AsyncClient(base_url=settings.api_url, timeout=30, limits=limits) as fresh:
+            # Connections open beforehand, to either worker: the reads go out the moment the
+            # 201 is in, as a second browser tab's would.
+            await asyncio.gather(*(fresh.get("/healthz") for _ in range(6)))
+            show = await create_show(http, org, rows=2, seats_per_row=3)
+            listed, mapped = await asyncio.gather(
+                fresh.get(f"/v1/shows/{show}"), fresh.get(f"/v1/shows/{show}/seatmap")
+            )
+        assert listed.status_code == 200, listed.text
+        assert listed.json()["show_id"] == show and listed.json()["seats_total"] == 6
+        assert mapped.status_code == 200, mapped.text
+        assert mapped.json()["version"] >= 1 and len(mapped.json()["seats"]) == 6
+
+
 async def test_a_live_map_opened_before_the_views_have_the_show_waits_for_it(
     settings: Settings, http: httpx.AsyncClient, organizer: str, stack: Stack
 ) -> None:
