@@ -9,17 +9,16 @@ must resynchronise from a snapshot, never buffered without bound.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import ConsumerRecord, TopicPartition
 
 from boxoffice.settings import Settings
 from producers.codec import DecodeError
 from producers.envelope import EventRecord
-from producers.tailing import tail
+from producers.tailing import Tail
 from producers.topics import Topic
 
 log = logging.getLogger(__name__)
@@ -49,25 +48,25 @@ class Subscription:
 
 
 class EventHub:
-    def __init__(self, settings: Settings, topics: Iterable[Topic]) -> None:
+    def __init__(
+        self, settings: Settings, topics: Iterable[Topic], tail: Tail | None = None
+    ) -> None:
         self._settings = settings
         self._topics = [t.name(settings) for t in topics]
         self._subs: dict[tuple[str, str], set[Subscription]] = defaultdict(set)
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
+        # The journals come through `tail`, shared with the process's other readers (then its
+        # owner starts and stops it), or through a tail of their own.
+        self._own_tail = tail is None
+        self._tail = Tail(settings) if tail is None else tail
+        self._tail.read(self._topics, self._take)
 
     async def start(self) -> None:
-        consumer = await tail(self._settings, self._topics)
-        self._consumer = consumer
-        self._task = asyncio.create_task(self._run(), name="event-hub")
+        if self._own_tail:
+            await self._tail.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
+        if self._own_tail:
+            await self._tail.stop()
 
     def subscribe(
         self, topic: Topic, stream_id: str = ANY_STREAM, maxsize: int = 1000
@@ -83,19 +82,15 @@ class EventHub:
             if not subs:
                 del self._subs[(sub.topic, sub.stream_id)]
 
-    async def _run(self) -> None:
-        assert self._consumer is not None
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
-            for tp, messages in batches.items():
-                for message in messages:
-                    if not self._subs:
-                        continue
-                    try:
-                        record = EventRecord.decode(message.value)
-                    except DecodeError:
-                        log.warning("undecodable event %s@%s", tp, message.offset)
-                        continue
-                    for key in ((tp.topic, record.stream_id), (tp.topic, ANY_STREAM)):
-                        for sub in tuple(self._subs.get(key, ())):
-                            sub.offer(record)
+    def _take(self, tp: TopicPartition, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        for message in messages:
+            if not self._subs:
+                return
+            try:
+                record = EventRecord.decode(message.value)
+            except DecodeError:
+                log.warning("undecodable event %s@%s", tp, message.offset)
+                continue
+            for key in ((tp.topic, record.stream_id), (tp.topic, ANY_STREAM)):
+                for sub in tuple(self._subs.get(key, ())):
+                    sub.offer(record)

@@ -26,6 +26,7 @@ from producers.envelope import Reply
 from producers.journal import JournalProducer
 from producers.registries import TICKETING
 from producers.replies import ReplyWaiter
+from producers.tailing import Tail
 from producers.topics import CHAT_EVENTS, SHOW_EVENTS, SOCIAL_EVENTS, SYSTEM_EVENTS
 from snapshots.database import async_pool
 
@@ -93,6 +94,7 @@ class UserShows:
 class Services:
     settings: Settings
     producer: JournalProducer
+    tail: Tail
     replies: ReplyWaiter
     hub: EventHub
     pool: AsyncConnectionPool
@@ -128,8 +130,10 @@ class Services:
             for observe in observers:
                 observe(reply)
 
-        replies = ReplyWaiter(settings, on_reply=on_reply)
-        hub = EventHub(settings, (SHOW_EVENTS, CHAT_EVENTS, SOCIAL_EVENTS, SYSTEM_EVENTS))
+        # One consumer reads the replies and the journals alike (producers/tailing.py).
+        tail = Tail(settings)
+        replies = ReplyWaiter(settings, on_reply=on_reply, tail=tail)
+        hub = EventHub(settings, (SHOW_EVENTS, CHAT_EVENTS, SOCIAL_EVENTS, SYSTEM_EVENTS), tail)
         pool = async_pool(settings, "api")
         await pool.open(wait=True, timeout=30)
 
@@ -148,6 +152,7 @@ class Services:
         svc = cls(
             settings,
             producer,
+            tail,
             replies,
             hub,
             pool,
@@ -172,15 +177,15 @@ class Services:
 
     async def _connect_kafka(self, first_try: bool = False) -> None:
         try:
+            await self.tail.start()
             await self.replies.start()
-            await self.hub.start()
         except Exception as exc:  # any failure: the broker is not there yet; retry later
             if first_try:
                 log.warning("Kafka is not reachable yet (%s); serving reads only", exc)
             with contextlib.suppress(Exception):
                 await self.replies.stop()
             with contextlib.suppress(Exception):
-                await self.hub.stop()
+                await self.tail.stop()
             self.kafka_up = False
             return
         self.kafka_up = True
@@ -225,9 +230,9 @@ class Services:
         await self.lines.stop()
         await self.projected.stop()
         with contextlib.suppress(Exception):
-            await self.hub.stop()
-        with contextlib.suppress(Exception):
             await self.replies.stop()
+        with contextlib.suppress(Exception):
+            await self.tail.stop()
         await self.pool.close()
         await asyncio.to_thread(self.producer.close)
 

@@ -100,6 +100,8 @@ def error_payload(err: Exception) -> dict[str, Any]:
 RECONNECT_BACKOFF_MAX_MS = 1000
 # How long one transactional call (sending the offsets, committing) may wait for the brokers.
 CALL_TIMEOUT_S = 10.0
+# How often a busy loop logs what it decided.
+REPORT_EVERY_S = 30.0
 # The newest rejections remembered per partition: at most about 10 MB of memory each, and a
 # rebuild reads at most twice this many records of the rejection journal.
 MAX_REJECTIONS = 20_000
@@ -287,6 +289,9 @@ class DeciderLoop:
         # watchdog restarts a worker stalled anywhere, not only inside a transaction.
         self.turned_at = time.monotonic()
         self.decided = 0
+        # Commands decided and transactions committed since the last activity report.
+        self.transactions = 0
+        self._reported = (time.monotonic(), 0, 0)
 
     def _transactional_producer(self, lane: int) -> Producer:
         """A lane's producer. Its transactional id is stable per instance and lane, so a
@@ -593,6 +598,7 @@ class DeciderLoop:
                 if commands or timed:
                     self._transact(commands, timed, now)
                 self._maybe_snapshot(idle=not messages)
+                self._report()
         finally:
             self._drain()
             self.consumer.close()
@@ -603,6 +609,23 @@ class DeciderLoop:
 
     def stop(self) -> None:
         self.running = False
+
+    def _report(self) -> None:
+        """Every REPORT_EVERY_S while busy: commands decided, transactions, per transaction
+        (what the brokers pay for is transactions; batching is what makes them cheap)."""
+        at, decided, transactions = self._reported
+        now = time.monotonic()
+        if now - at < REPORT_EVERY_S or self.transactions == transactions:
+            return
+        n, t = self.decided - decided, self.transactions - transactions
+        log.info(
+            "decided %d commands in %d transactions in %.0fs (%.1f per transaction)",
+            n,
+            t,
+            now - at,
+            n / t,
+        )
+        self._reported = (now, self.decided, self.transactions)
 
     def _next_batch(self) -> list[Message]:
         """Whatever is waiting, at once; else the first command to arrive within 50 ms.
@@ -672,6 +695,7 @@ class DeciderLoop:
             batch = self.in_flight.pop(0)
             if batch.committed:
                 self.decided += batch.commands
+                self.transactions += 1
 
     def _drain(self) -> None:
         """Wait until every transaction in flight has committed or aborted."""

@@ -32,7 +32,7 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         "bootstrap.servers": settings.kafka_bootstrap,
         "enable.idempotence": True,
         "acks": "all",
-        "linger.ms": 2,
+        "linger.ms": 0,
         "compression.type": "lz4",
         # Past this, a write is reported failed; the API has long answered 503 by then.
         "message.timeout.ms": 30000,

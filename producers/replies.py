@@ -11,12 +11,12 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from boxoffice.settings import Settings
 from producers.codec import DecodeError
 from producers.envelope import Reply
-from producers.tailing import tail
+from producers.tailing import Tail
 from producers.topics import REPLIES
 
 log = logging.getLogger(__name__)
@@ -27,23 +27,30 @@ class ReplyTimeoutError(Exception):
 
 
 class ReplyWaiter:
-    def __init__(self, settings: Settings, on_reply: Callable[[Reply], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        on_reply: Callable[[Reply], None] | None = None,
+        tail: Tail | None = None,
+    ) -> None:
         self._settings = settings
         self._topic = REPLIES.name(settings)
         self._pending: dict[str, asyncio.Future[Reply]] = {}
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
+        # The replies come through `tail`, shared with the process's other readers (then its
+        # owner starts and stops it), or through a tail of their own.
+        self._own_tail = tail is None
+        self._tail = Tail(settings) if tail is None else tail
+        self._tail.read([self._topic], self._take)
         # Told of every reply, any instance's command: what this process knows has been
         # decided, wherever it was asked.
         self._on_reply = on_reply
-        self._advanced = asyncio.Event()
         # Asks the log ends for `caught_up` on a connection of its own: on the reading
         # consumer's, the request waited behind a fetch held open for up to 500 ms.
         self._ends: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
-        consumer = await tail(self._settings, [self._topic])
-        self._consumer = consumer
+        if self._own_tail:
+            await self._tail.start()
         ends = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap,
             group_id=None,
@@ -53,21 +60,18 @@ class ReplyWaiter:
         try:
             await ends.start()
         except BaseException:
-            await consumer.stop()
+            if self._own_tail:
+                await self._tail.stop()
             raise
         self._ends = ends
-        self._task = asyncio.create_task(self._run(), name="reply-waiter")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
         if self._ends is not None:
             with contextlib.suppress(Exception):
                 await self._ends.stop()
-        if self._consumer is not None:
-            await self._consumer.stop()
+            self._ends = None
+        if self._own_tail:
+            await self._tail.stop()
 
     def expect(self, command_id: str) -> asyncio.Future[Reply]:
         """Register interest before sending the command, so the reply cannot slip past."""
@@ -91,15 +95,16 @@ class ReplyWaiter:
         after `timeout_s`, or with no connection to Kafka). One request to the broker: for the
         rare read that found nothing, so that what another API process answered a moment ago
         is known here before this one says "not found"."""
-        consumer, reader = self._consumer, self._ends
-        if consumer is None or reader is None or self._task is None or self._task.done():
+        tail, consumer, reader = self._tail, self._tail.consumer, self._ends
+        if consumer is None or reader is None or not tail.running:
             return False
         try:
             async with asyncio.timeout(timeout_s):
-                ends = await reader.end_offsets(list(consumer.assignment()))
+                mine = [tp for tp in consumer.assignment() if tp.topic == self._topic]
+                ends = await reader.end_offsets(mine)
                 for tp, end in ends.items():
                     while await consumer.position(tp) < end:
-                        await self._advanced.wait()
+                        await tail.advanced.wait()
         except TimeoutError:
             return False
         except Exception as exc:  # the broker went away mid-request: as good as a timeout
@@ -107,24 +112,17 @@ class ReplyWaiter:
             return False
         return True
 
-    async def _run(self) -> None:
-        assert self._consumer is not None
-        while True:
-            # Short: a fetch that only passed commit markers still wakes `caught_up` soon.
-            batches = await self._consumer.getmany(timeout_ms=100, max_records=2000)
-            advanced, self._advanced = self._advanced, asyncio.Event()
-            advanced.set()
-            for messages in batches.values():
-                for message in messages:
-                    if not self._pending and self._on_reply is None:
-                        break
-                    try:
-                        reply = Reply.decode(message.value)
-                    except DecodeError:
-                        log.warning("undecodable reply at offset %s", message.offset)
-                        continue
-                    if self._on_reply is not None:
-                        self._on_reply(reply)
-                    future = self._pending.get(reply.command_id)
-                    if future is not None and not future.done():
-                        future.set_result(reply)
+    def _take(self, tp: TopicPartition, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        for message in messages:
+            if not self._pending and self._on_reply is None:
+                return
+            try:
+                reply = Reply.decode(message.value)
+            except DecodeError:
+                log.warning("undecodable reply at offset %s", message.offset)
+                continue
+            if self._on_reply is not None:
+                self._on_reply(reply)
+            future = self._pending.get(reply.command_id)
+            if future is not None and not future.done():
+                future.set_result(reply)
