@@ -76,6 +76,14 @@ def status() -> None:
                 f"{lag.kind:<5} {lag.name:<{width}}  {where:<20}  {lag.describe()}"
                 f"  ({lag.partitions} partitions)"
             )
+    typer.echo("")
+    from producers.fetching import consumers
+
+    for consumer in consumers(get_settings()):
+        typer.echo(
+            f"consumer {consumer.component:<10} {consumer.role:<8} {consumer.reads}; "
+            f"fetches {consumer.fetch}"
+        )
     for problem in report.problems:
         typer.echo(f"note: {problem}")
     if not report.all_running:

@@ -10,6 +10,7 @@ second instead of once per transaction, and a quiet one still within the wait.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from boxoffice.settings import Settings
@@ -39,3 +40,58 @@ def folding_aiokafka(settings: Settings, wait_ms: int | None = None) -> dict[str
         "fetch_min_bytes": FOLD_MIN_BYTES,
         "fetch_max_wait_ms": settings.fold_fetch_wait_ms if wait_ms is None else wait_ms,
     }
+
+
+@dataclass(frozen=True)
+class ConsumerRole:
+    """One kind of consumer of this system, as `boxoffice status` lists it."""
+
+    component: str
+    reads: str
+    role: str
+    fetch: str
+
+
+def consumers(settings: Settings) -> tuple[ConsumerRole, ...]:
+    """Every consumer the system runs, by role (one line each in `boxoffice status`)."""
+    at_once = f"at the first record (else within {ANSWER_MAX_WAIT_MS} ms)"
+    folding = f"{FOLD_MIN_BYTES // 1024} KiB or {settings.fold_fetch_wait_ms} ms"
+    prefix = settings.topic_prefix
+    return (
+        ConsumerRole("deciders", f"command journals (group {prefix}.deciders)", "answers", at_once),
+        ConsumerRole(
+            "deciders",
+            "a partition's events and rejections, on assignment (no group)",
+            "rebuilds",
+            "at once, to the end",
+        ),
+        ConsumerRole(
+            "api", "replies and event journals, one per process (no group)", "answers", at_once
+        ),
+        ConsumerRole("api", "chat signals, one per process (no group)", "answers", at_once),
+        ConsumerRole(
+            "api",
+            "a show's events after its snapshot, for a seat map or time travel (no group)",
+            "reads",
+            "at once, to the version asked",
+        ),
+        ConsumerRole(
+            "api",
+            "the deciders' committed offsets and the journals' ends, for /readyz (no fetch)",
+            "watches",
+            "offsets only",
+        ),
+        ConsumerRole("views", f"ticketing events (group {prefix}-views)", "folds", folding),
+        ConsumerRole(
+            "chatviews", f"chat and social events (group {prefix}-chatviews)", "folds", folding
+        ),
+        ConsumerRole(
+            "reconciler",
+            f"ticketing events (group {prefix}.reconciler)",
+            "folds",
+            f"{FOLD_MIN_BYTES // 1024} KiB or {BACKGROUND_FETCH_WAIT_MS} ms",
+        ),
+        ConsumerRole(
+            "processors", f"probe commands (group {prefix}-processors)", "answers", "Faust's"
+        ),
+    )
