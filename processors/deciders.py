@@ -161,7 +161,10 @@ class _Outbox:
     is in the journal: the records of two lanes must not overtake one another in a partition
     (the journal's order is the streams' version order)."""
 
-    def __init__(self) -> None:
+    def __init__(self, replies_partition: int = -1) -> None:
+        # Every reply of the batch goes to this partition (-1: by key): the API reads them all
+        # alike, and a transaction pays a commit marker for every partition it wrote.
+        self.replies_partition = replies_partition
         self.records: list[tuple[str, dict[str, Any]]] = []
         # The event journal partitions written: a later batch writes to them only after this
         # batch's records are acknowledged.
@@ -724,7 +727,7 @@ class DeciderLoop:
             # rewound first, so these commands come again.
             return
         previous = self.in_flight[-1] if self.in_flight else None
-        self.outbox = outbox = _Outbox()
+        self.outbox = outbox = _Outbox(self._replies_partition(lane))
         for msg in commands:
             self._handle(msg, now)
         for part, stream, command in timed:
@@ -747,6 +750,20 @@ class DeciderLoop:
             self._fail(batch, exc)
             return
         self.finisher.submit(self._finish, batch)
+
+    _reply_partitions: int | None = None
+
+    def _replies_partition(self, lane: _Lane) -> int:
+        """The replies partition of the lane: one per lane, whatever streams a batch holds."""
+        if self._reply_partitions is None:
+            try:
+                found = self.consumer.list_topics(self.replies_topic, timeout=10)
+                self._reply_partitions = len(found.topics[self.replies_topic].partitions) or None
+            except (KafkaException, KeyError):
+                return -1  # by key, until the brokers say how many there are
+        if self._reply_partitions is None:
+            return -1
+        return lane.index % self._reply_partitions
 
     def _finish(self, batch: _Batch) -> None:
         """In the lane's thread: wait until the records are in the journal, add the consumed
@@ -955,7 +972,12 @@ class DeciderLoop:
         self._reply(answer)
 
     def _reply(self, reply: Reply) -> None:
-        self.outbox.produce(self.replies_topic, value=reply.encode(), key=reply.stream_id.encode())
+        self.outbox.produce(
+            self.replies_topic,
+            value=reply.encode(),
+            key=reply.stream_id.encode(),
+            partition=self.outbox.replies_partition,
+        )
 
     def _dead_letter(self, msg: Message, reason: str) -> None:
         log.warning(
