@@ -8,7 +8,6 @@ it neither fences nor is fenced by the stack's deciders.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -24,11 +23,12 @@ from processors.deciders import DeciderLoop, _Partition
 from producers.contexts import TICKETING_CONTEXT
 from producers.envelope import EventRecord
 from producers.registries import TICKETING
-from producers.topics import SHOW_EVENTS, ensure_topics
+from producers.topics import SHOW_EVENTS
 from snapshots import decider_snapshots
 from snapshots.database import conninfo
+from tests.integration.deciding import Client, Running, own_topics, started_client
 from tests.integration.journal import read_all
-from tests.integration.test_deciders import Client, hold
+from tests.integration.test_deciders import hold
 
 pytestmark = pytest.mark.integration
 
@@ -37,39 +37,13 @@ EVERY = 40
 
 @pytest.fixture
 def own(settings: Settings) -> Settings:
-    mine = settings.model_copy(
-        update={
-            "topic_prefix": f"{settings.topic_prefix}snap{uuid.uuid4().hex[:6]}",
-            "decider_snapshot_every_events": EVERY,
-        }
-    )
-    ensure_topics(mine)
-    return mine
-
-
-class Running:
-    """A decider loop in a thread of this process."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.loop = DeciderLoop(settings, [TICKETING_CONTEXT])
-        self.thread = threading.Thread(target=self.loop.run, name="test-decider", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.loop.stop()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
+    return own_topics(settings, "snap", decider_snapshot_every_events=EVERY)
 
 
 @pytest.fixture
 async def client(own: Settings) -> AsyncIterator[Client]:
-    c = Client(own)
-    await c.replies.start()
-    try:
+    async with started_client(own) as c:
         yield c
-    finally:
-        await c.replies.stop()
-        c.producer.close()
 
 
 @pytest.fixture

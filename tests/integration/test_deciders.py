@@ -7,54 +7,25 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from confluent_kafka import Producer
 
 from boxoffice.settings import Settings
 from domain.ticketing import CreateShow, PlaceHold, Section, Zone
-from producers.envelope import CommandEnvelope, EventRecord, Reply
-from producers.journal import JournalProducer
-from producers.registries import TICKETING
-from producers.replies import ReplyWaiter
+from producers.envelope import EventRecord
 from producers.topics import DEAD_LETTERS, SHOW_COMMANDS, SHOW_EVENTS
 from stack.services import Stack
+from tests.integration.deciding import Client, started_client
 from tests.integration.journal import read_all
 
 pytestmark = pytest.mark.integration
 
 
-class Client:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.producer = JournalProducer(settings)
-        self.replies = ReplyWaiter(settings)
-
-    async def send(self, command: Any, command_id: str | None = None) -> Reply:
-        payload = TICKETING.to_dict(command)
-        envelope = CommandEnvelope(
-            command_id=command_id or str(command.command_id),
-            stream_id=str(command.show_id),
-            type=payload.pop("type"),
-            payload=payload,
-        )
-        future = self.replies.expect(envelope.command_id)
-        await self.producer.send(
-            SHOW_COMMANDS.name(self.settings), envelope.stream_id, envelope.encode()
-        )
-        return await self.replies.wait(envelope.command_id, future, 30)
-
-
 @pytest.fixture
 async def client(settings: Settings, stack: Stack) -> AsyncIterator[Client]:
-    c = Client(settings)
-    await c.replies.start()
-    try:
+    async with started_client(settings) as c:
         yield c
-    finally:
-        await c.replies.stop()
-        c.producer.close()
 
 
 def create_show(show_id: str, hold_seconds: int = 600) -> CreateShow:

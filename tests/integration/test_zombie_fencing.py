@@ -12,58 +12,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import pytest
 
 from boxoffice.settings import Settings
 from processors.deciders import DeciderLoop, _Batch
 from producers.contexts import TICKETING_CONTEXT
-from producers.envelope import CommandEnvelope, EventRecord, Reply
-from producers.registries import TICKETING
-from producers.topics import REPLIES, SHOW_COMMANDS, SHOW_EVENTS, ensure_topics
+from producers.envelope import EventRecord, Reply
+from producers.topics import REPLIES, SHOW_EVENTS
+from tests.integration.deciding import Client, Running, own_topics, started_client
 from tests.integration.journal import read_all
-from tests.integration.test_deciders import Client, create_show, hold
+from tests.integration.test_deciders import create_show, hold
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def own(settings: Settings) -> Settings:
-    mine = settings.model_copy(
-        update={"topic_prefix": f"{settings.topic_prefix}zmb{uuid.uuid4().hex[:6]}"}
-    )
-    ensure_topics(mine)
-    return mine
+    return own_topics(settings, "zmb")
 
 
 @pytest.fixture
 async def client(own: Settings) -> AsyncIterator[Client]:
-    c = Client(own)
-    await c.replies.start()
-    try:
+    async with started_client(own) as c:
         yield c
-    finally:
-        await c.replies.stop()
-        c.producer.close()
-
-
-class Running:
-    """A decider loop in a thread of this process."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.loop = DeciderLoop(settings, [TICKETING_CONTEXT])
-        self.thread = threading.Thread(target=self.loop.run, name="test-decider", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.loop.stop()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
 
 
 @pytest.fixture
@@ -98,33 +73,17 @@ def zombie_in_the_middle(
     return loop, held[0]
 
 
-async def send(client: Client, command: Any) -> asyncio.Future[Reply]:
-    """Journal a command and return the future of its reply (not awaited)."""
-    payload = TICKETING.to_dict(command)
-    envelope = CommandEnvelope(
-        command_id=str(command.command_id),
-        stream_id=str(command.show_id),
-        type=payload.pop("type"),
-        payload=payload,
-    )
-    future = client.replies.expect(envelope.command_id)
-    await client.producer.send(
-        SHOW_COMMANDS.name(client.settings), envelope.stream_id, envelope.encode()
-    )
-    return future
-
-
-def journaled(settings: Settings, show: str) -> list[EventRecord]:
-    return [
+def assert_decided_once(settings: Settings, show: str, command_id: str) -> None:
+    """The show's journal is its creation and the hold, decided once, answered once."""
+    journal = [
         EventRecord.decode(v)
         for k, v in read_all(settings, SHOW_EVENTS.name(settings))
         if k == show
     ]
-
-
-def replies_to(settings: Settings, command_id: str) -> list[Reply]:
-    found = [Reply.decode(v) for _, v in read_all(settings, REPLIES.name(settings))]
-    return [r for r in found if r.command_id == command_id]
+    assert [r.version for r in journal] == [1, 2]
+    assert [r.command_id for r in journal].count(command_id) == 1
+    replies = [Reply.decode(v) for _, v in read_all(settings, REPLIES.name(settings))]
+    assert [r.command_id for r in replies].count(command_id) == 1
 
 
 async def create(client: Client, settings: Settings, loops: list[Running]) -> str:
@@ -137,6 +96,15 @@ async def create(client: Client, settings: Settings, loops: list[Running]) -> st
     return show
 
 
+def bury(zombie: DeciderLoop) -> None:
+    """Let the zombie's clients go now, not at the end of the test session."""
+    with contextlib.suppress(Exception):
+        zombie.consumer.close()
+    zombie.finisher.shutdown()
+    zombie.snapshot_writer.shutdown()
+    zombie.lanes.clear()
+
+
 def finish(zombie: DeciderLoop, batch: _Batch) -> None:
     """What the zombie's lane would have done: offsets, then commit."""
     DeciderLoop._finish(zombie, batch)
@@ -147,7 +115,7 @@ async def test_a_restarted_instance_fences_its_zombie(
 ) -> None:
     show = await create(client, own, loops)
     command = hold(show, "alice", "A-1-1")
-    answered = await send(client, command)
+    answered = await client.journal(command)
     zombie, batch = await asyncio.to_thread(zombie_in_the_middle, as_instance(own, "z"))
 
     # The same instance starts again (after a hang, say): its transactional ids fence the
@@ -162,12 +130,8 @@ async def test_a_restarted_instance_fences_its_zombie(
     assert not batch.committed
     assert zombie.fatal is not None
 
-    journal = journaled(own, show)
-    assert [r.version for r in journal] == [1, 2]
-    assert [r.command_id for r in journal].count(str(command.command_id)) == 1
-    assert len(replies_to(own, str(command.command_id))) == 1
-    with contextlib.suppress(Exception):
-        zombie.consumer.close()
+    assert_decided_once(own, show, str(command.command_id))
+    bury(zombie)
 
 
 async def test_a_decider_that_lost_its_partitions_cannot_commit_for_them(
@@ -175,12 +139,13 @@ async def test_a_decider_that_lost_its_partitions_cannot_commit_for_them(
 ) -> None:
     show = await create(client, own, loops)
     command = hold(show, "bob", "A-1-2")
-    answered = await send(client, command)
+    answered = await client.journal(command)
     zombie, batch = await asyncio.to_thread(zombie_in_the_middle, as_instance(own, "a"))
 
     # The zombie stops taking part in its group (a long pause, a lost network) and another
     # instance takes its partitions over once its session has expired.
-    zombie.consumer.close()
+    with contextlib.suppress(Exception):
+        zombie.consumer.close()
     successor = Running(as_instance(own, "b"))
     loops.append(successor)
     deadline = time.monotonic() + 60
@@ -192,10 +157,8 @@ async def test_a_decider_that_lost_its_partitions_cannot_commit_for_them(
     # them, so its transaction aborts and its events never become visible.
     await asyncio.to_thread(finish, zombie, batch)
     assert not batch.committed
+    bury(zombie)
 
     reply = await client.replies.wait(str(command.command_id), answered, 60)
     assert reply.ok and reply.version == 2
-    journal = journaled(own, show)
-    assert [r.version for r in journal] == [1, 2]
-    assert [r.command_id for r in journal].count(str(command.command_id)) == 1
-    assert len(replies_to(own, str(command.command_id))) == 1
+    assert_decided_once(own, show, str(command.command_id))
