@@ -54,6 +54,7 @@ from confluent_kafka import (
 
 from boxoffice.settings import Settings, get_settings
 from domain.decider import version_of
+from processors.lanes import Lanes, Outbox
 from producers.codec import DecodeError
 from producers.contexts import DECIDED, DecidedContext
 from producers.deadletters import dead_letter_headers
@@ -98,8 +99,6 @@ def error_payload(err: Exception) -> dict[str, Any]:
 # librdkafka backs off reconnecting up to 10 s by default: a worker started during an outage
 # would notice the broker's return up to 10 s late. Retrying every second costs nothing.
 RECONNECT_BACKOFF_MAX_MS = 1000
-# How long one transactional call (sending the offsets, committing) may wait for the brokers.
-CALL_TIMEOUT_S = 10.0
 # How often a busy loop logs what it decided.
 REPORT_EVERY_S = 30.0
 # The newest rejections remembered per partition: at most about 10 MB of memory each, and a
@@ -147,65 +146,8 @@ class _Partition:
         return Reply.decode(raw)
 
 
-@dataclass(eq=False)
-class _Lane:
-    """A transactional producer and the last batch it carried (its next one waits for it)."""
-
-    index: int
-    producer: Producer
-    last: _Batch | None = None
-
-
-class _Outbox:
-    """What a batch will produce, kept while it is decided and sent after the batch before it
-    is in the journal: the records of two lanes must not overtake one another in a partition
-    (the journal's order is the streams' version order)."""
-
-    def __init__(self, replies_partition: int = -1) -> None:
-        # Every reply of the batch goes to this partition (-1: by key): the API reads them all
-        # alike, and a transaction pays a commit marker for every partition it wrote.
-        self.replies_partition = replies_partition
-        self.records: list[tuple[str, dict[str, Any]]] = []
-        # The event journal partitions written: a later batch writes to them only after this
-        # batch's records are acknowledged.
-        self.journals: set[tuple[str, int]] = set()
-
-    def produce(self, topic: str, **record: Any) -> None:
-        self.records.append((topic, record))
-
-    def journal(self, topic: str, partition: int) -> None:
-        self.journals.add((topic, partition))
-
-    def send(self, producer: Producer) -> None:
-        for topic, record in self.records:
-            producer.produce(topic, **record)
-
-
-@dataclass(eq=False)
-class _Batch:
-    """One transaction: decided and produced in the loop's thread, finished in a lane's."""
-
-    lane: _Lane
-    # The batch before this one, on another lane: this one commits only after it did, and
-    # aborts if it did not, so the journal never holds a batch without the ones it followed.
-    previous: _Batch | None
-    offsets: list[TopicPartition]
-    group: Any
-    commands: int
-    journals: set[tuple[str, int]] = field(default_factory=set)
-    started: float = field(default_factory=time.monotonic)
-    # Set once the batch's records are acknowledged by the brokers (or failed).
-    produced: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
-    committed: bool = False
-
-
 class FatalClientError(Exception):
     """A Kafka client of the loop is done for good (fenced, say): the worker must restart."""
-
-
-class _PreviousBatchFailedError(Exception):
-    """The batch before did not commit: this one must not either."""
 
 
 class DeciderLoop:
@@ -259,41 +201,32 @@ class DeciderLoop:
                 "error_cb": self._on_error,
             }
         )
-        # Transactions in flight at once, each on a lane of its own (its own transactional
-        # producer): while one batch's offsets and commit travel to the brokers, the next batch
-        # is decided and produced on the next lane. Decisions stay in this one thread, in
-        # journal order; only the waiting on the brokers overlaps.
-        self.lanes = [
-            _Lane(index, self._transactional_producer(index))
+        producers = [
+            self._transactional_producer(index)
             for index in range(max(1, settings.decider_transactions_in_flight))
         ]
-        self.outbox = _Outbox()
-        self._turn = 0
-        self.in_flight: list[_Batch] = []
-        # Set by a lane whose transaction did not commit: every later batch aborts with it,
-        # and the loop folds its partitions again from the journal before deciding anything.
-        self.failed = False
-        # The finishing half of a batch (offsets, waiting for the batch before, commit) runs
-        # here, one thread per lane.
-        self.finisher = concurrent.futures.ThreadPoolExecutor(len(self.lanes), "decider-commit")
-        # Delivery reports are served in the finishing threads.
+        for producer in producers:
+            self._init_transactions(producer)
+        # Transactions in flight at once, each on a lane of its own (processors/lanes.py).
+        replies = self.consumer.list_topics(self.replies_topic, timeout=30)
+        self.lanes = Lanes(
+            producers, len(replies.topics[self.replies_topic].partitions), self._set_fatal
+        )
+        # What the batch being decided will produce.
+        self.outbox = Outbox(-1)
+        # Delivery reports are served in the lanes' threads.
         self._acks = threading.Lock()
-        for lane in self.lanes:
-            self._init_transactions(lane.producer)
         # The brokers answered init_transactions: a loss seen while it waited for them (the
         # worker started during an outage) is over, and must not restart this fresh worker.
         # Such errors wait in the clients' queues until served, so serve them first.
-        for lane in self.lanes:
-            lane.producer.poll(0)
+        self.lanes.poll()
         self.consumer.poll(0)
         self.brokers_lost = False
         self._last_timer = 0.0
         # When the loop last made progress (a turn, or a batch read while rebuilding): the
         # watchdog restarts a worker stalled anywhere, not only inside a transaction.
         self.turned_at = time.monotonic()
-        self.decided = 0
-        # Commands decided and transactions committed since the last activity report.
-        self.transactions = 0
+        # When the last activity report was, and the counts then.
         self._reported = (time.monotonic(), 0, 0)
 
     def _transactional_producer(self, lane: int) -> Producer:
@@ -353,7 +286,7 @@ class DeciderLoop:
     def _on_revoke(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
         # Every transaction in flight commits (or aborts) with the generation it was decided
         # in, before the partitions go to another owner.
-        self._drain()
+        self.lanes.drain()
         for tp in tps:
             self.partitions.pop((tp.topic, tp.partition), None)
         log.info("revoked %s", [(tp.topic, tp.partition) for tp in tps])
@@ -485,7 +418,7 @@ class DeciderLoop:
         command waits (so a decision never waits on it), or at 10x the interval regardless.
         Only between transactions with every event acknowledged: the states then hold exactly
         the journal up to each partition's last offset."""
-        if self.snapshot_every <= 0 or self.unacked or self.in_flight:
+        if self.snapshot_every <= 0 or self.unacked or self.lanes.in_flight:
             return
         if self.snapshot_pending is not None and not self.snapshot_pending.done():
             return
@@ -584,14 +517,13 @@ class DeciderLoop:
                 self.turned_at = time.monotonic()
                 # The producers' error callbacks (every broker gone, fenced) run only when
                 # they are polled; an idle loop would otherwise never hear of an outage.
-                for lane in self.lanes:
-                    lane.producer.poll(0)
-                self._settle()
+                self.lanes.poll()
+                self.lanes.settle()
                 if self.fatal is not None:
                     # Fenced or fatal: another instance owns these streams now, or a client
                     # is unusable. Only a fresh worker may go on (`main` starts one).
                     raise FatalClientError(self.fatal)
-                if self.failed:
+                if self.lanes.failed:
                     self._recover()
                     continue
                 messages = self._next_batch()
@@ -603,15 +535,28 @@ class DeciderLoop:
                 self._maybe_snapshot(idle=not messages)
                 self._report()
         finally:
-            self._drain()
+            self.lanes.drain()
             self.consumer.close()
-            for lane in self.lanes:
-                lane.producer.flush(10)
-            self.finisher.shutdown(wait=True)
+            self.lanes.close()
             self.snapshot_writer.shutdown(wait=True)
 
     def stop(self) -> None:
         self.running = False
+
+    @property
+    def decided(self) -> int:
+        return self.lanes.decided
+
+    @property
+    def transactions(self) -> int:
+        return self.lanes.transactions
+
+    @property
+    def busy_since(self) -> float | None:
+        return self.lanes.busy_since
+
+    def _set_fatal(self, why: str) -> None:
+        self.fatal = why
 
     def _report(self) -> None:
         """Every REPORT_EVERY_S while busy: commands decided, transactions, per transaction
@@ -685,154 +630,31 @@ class DeciderLoop:
                     due.append((part, stream, command))
         return due
 
-    @property
-    def busy_since(self) -> float | None:
-        """When the oldest transaction in flight began (None when there is none): for the
-        watchdog, in its own thread, hence the copy."""
-        in_flight = list(self.in_flight)
-        return min((b.started for b in in_flight), default=None)
-
-    def _settle(self) -> None:
-        """Count the batches that finished and forget them."""
-        while self.in_flight and self.in_flight[0].done.is_set():
-            batch = self.in_flight.pop(0)
-            if batch.committed:
-                self.decided += batch.commands
-                self.transactions += 1
-
-    def _drain(self) -> None:
-        """Wait until every transaction in flight has committed or aborted."""
-        for batch in list(self.in_flight):
-            batch.done.wait()
-        self._settle()
-
-    def _next_lane(self) -> _Lane:
-        """The lane whose last transaction is the oldest, once that one has finished."""
-        lane = self.lanes[self._turn % len(self.lanes)]
-        self._turn += 1
-        if lane.last is not None:
-            lane.last.done.wait()
-        self._settle()
-        return lane
-
     def _transact(
         self, commands: list[Message], timed: list[tuple[_Partition, str, Any]], now: datetime
     ) -> None:
-        """Decide the batch here, in journal order, on the next free lane; produce it once the
-        batches before it that write the same journal partitions are acknowledged; finish its
-        offsets and commit in that lane's thread while the next batch is decided."""
-        lane = self._next_lane()
-        if self.failed:
+        """Decide the batch here, in journal order, for the next free lane, which sends it
+        and finishes it while the next batch is decided (processors/lanes.py)."""
+        lane = self.lanes.next()
+        if self.lanes.failed:
             # A batch before this one aborted: its partitions are rebuilt and the consumer
             # rewound first, so these commands come again.
             return
-        previous = self.in_flight[-1] if self.in_flight else None
-        self.outbox = outbox = _Outbox(self._replies_partition(lane))
+        self.outbox = outbox = Outbox(lane.replies_partition)
         for msg in commands:
             self._handle(msg, now)
         for part, stream, command in timed:
             self._decide(part, stream, command, command.command_id, now, reply=False)
         offsets = self.consumer.position(self.consumer.assignment()) if commands else []
         group = self.consumer.consumer_group_metadata() if commands else None
-        for earlier in self.in_flight:
-            if earlier.journals & outbox.journals:
-                earlier.produced.wait()
-        if self.failed:
-            return  # decided on states that are rebuilt now; the commands come again
-        batch = _Batch(lane, previous, offsets, group, len(commands), outbox.journals)
-        lane.last = batch
-        self.in_flight.append(batch)
-        try:
-            lane.producer.begin_transaction()
-            outbox.send(lane.producer)
-        except KafkaException as exc:
-            batch.produced.set()
-            self._fail(batch, exc)
-            return
-        self.finisher.submit(self._finish, batch)
-
-    _reply_partitions: int | None = None
-
-    def _replies_partition(self, lane: _Lane) -> int:
-        """The replies partition of the lane: one per lane, whatever streams a batch holds."""
-        if self._reply_partitions is None:
-            try:
-                found = self.consumer.list_topics(self.replies_topic, timeout=10)
-                self._reply_partitions = len(found.topics[self.replies_topic].partitions) or None
-            except (KafkaException, KeyError):
-                return -1  # by key, until the brokers say how many there are
-        if self._reply_partitions is None:
-            return -1
-        return lane.index % self._reply_partitions
-
-    def _finish(self, batch: _Batch) -> None:
-        """In the lane's thread: wait until the records are in the journal, add the consumed
-        offsets, wait for the batch before, commit."""
-        producer = batch.lane.producer
-        try:
-            if producer.flush(CALL_TIMEOUT_S) > 0:
-                raise KafkaException(
-                    KafkaError(
-                        KafkaError._TIMED_OUT, "records unacknowledged", txn_requires_abort=True
-                    )
-                )
-            batch.produced.set()
-            if batch.offsets:
-                producer.send_offsets_to_transaction(batch.offsets, batch.group, CALL_TIMEOUT_S)
-            if batch.previous is not None:
-                batch.previous.done.wait()
-                if not batch.previous.committed:
-                    raise _PreviousBatchFailedError
-            self._commit(producer)
-            batch.committed = True
-            batch.done.set()
-        except (KafkaException, _PreviousBatchFailedError) as exc:
-            self._fail(batch, exc)
-        except BaseException:
-            # Never leave a batch unfinished: the loop and the batches after it wait on it.
-            self.failed = True
-            batch.done.set()
-            raise
-        finally:
-            batch.produced.set()
-
-    def _commit(self, producer: Producer) -> None:
-        while True:
-            try:
-                producer.commit_transaction(CALL_TIMEOUT_S)
-                return
-            except KafkaException as exc:
-                if exc.args[0].retriable():
-                    continue
-                raise
-
-    def _fail(self, batch: _Batch, exc: KafkaException | _PreviousBatchFailedError) -> None:
-        """Abort the batch's transaction; the loop then rebuilds from the journal."""
-        self.failed = True
-        try:
-            if isinstance(exc, KafkaException):
-                err = exc.args[0]
-                if not err.txn_requires_abort():
-                    # Fenced or fatal: another instance owns these streams now, or the
-                    # producer is unusable. Only a fresh worker may go on (the watchdog).
-                    log.critical("fatal transaction error: %s", err)
-                    self.fatal = str(err)
-                    return
-                log.error("transaction aborted, rebuilding state: %s", err)
-            batch.lane.producer.abort_transaction(30)
-        except KafkaException as abort_exc:
-            log.critical("could not abort a transaction: %s", abort_exc)
-            self.fatal = str(abort_exc)
-        finally:
-            batch.done.set()
+        self.lanes.start(lane, outbox, offsets, group, len(commands))
 
     def _recover(self) -> None:
         """Once every transaction in flight is over: forget all state, and start again from
         the last committed offsets."""
-        self._drain()
+        self.lanes.drain()
         # The purged events' reports, served now: none may reach the rebuilt partitions.
-        for lane in self.lanes:
-            lane.producer.poll(0)
+        self.lanes.poll()
         assignment = self.consumer.assignment()
         committed = self.consumer.committed(assignment, timeout=30)
         for tp in committed:
@@ -845,7 +667,7 @@ class DeciderLoop:
             fresh = _Partition(part.spec, part.number)
             self._rebuild(fresh)
             self.partitions[key] = fresh
-        self.failed = False
+        self.lanes.failed = False
 
     def _handle(self, msg: Message, now: datetime) -> None:
         topic, partition = msg.topic(), msg.partition()
@@ -1068,7 +890,7 @@ def all_specs() -> list[DeciderSpec]:
 # A transactional call that takes longer than this is stuck (librdkafka can hang in
 # send_offsets_to_transaction after its group coordinator went away, ignoring the timeout:
 # librdkafka issues 5456 and 5511). The worker then exits and is started afresh. A healthy
-# transaction takes milliseconds, and each call gives up after CALL_TIMEOUT_S, so 20 s is
+# transaction takes milliseconds, and each call gives up after lanes.CALL_TIMEOUT_S, so 20 s is
 # far past any honest wait while keeping recovery within 30 s of Kafka's return.
 STUCK_AFTER_S = 20.0
 # Exit codes of the worker that ask the supervisor for a fresh start.

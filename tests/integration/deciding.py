@@ -8,7 +8,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from boxoffice.settings import Settings
 from processors.deciders import DeciderLoop
@@ -46,16 +46,23 @@ class Client:
         return await self.replies.wait(command_id or str(command.command_id), future, 30)
 
 
+class _Replying(Protocol):
+    producer: JournalProducer
+    replies: ReplyWaiter
+
+
+Replying = TypeVar("Replying", bound=_Replying)
+
+
 @asynccontextmanager
-async def started_client(settings: Settings) -> AsyncIterator[Client]:
-    """A client whose reply waiter reads from now on, closed afterwards."""
-    c = Client(settings)
-    await c.replies.start()
+async def started(client: Replying) -> AsyncIterator[Replying]:
+    """The client with its reply waiter reading from now on, closed afterwards."""
+    await client.replies.start()
     try:
-        yield c
+        yield client
     finally:
-        await c.replies.stop()
-        c.producer.close()
+        await client.replies.stop()
+        client.producer.close()
 
 
 class Running:

@@ -26,7 +26,7 @@ from producers.registries import TICKETING
 from producers.topics import SHOW_EVENTS
 from snapshots import decider_snapshots
 from snapshots.database import conninfo
-from tests.integration.deciding import Client, Running, own_topics, started_client
+from tests.integration.deciding import Client, Running, own_topics, started
 from tests.integration.journal import read_all
 from tests.integration.test_deciders import hold
 
@@ -42,15 +42,15 @@ def own(settings: Settings) -> Settings:
 
 @pytest.fixture
 async def client(own: Settings) -> AsyncIterator[Client]:
-    async with started_client(own) as c:
+    async with started(Client(own)) as c:
         yield c
 
 
 @pytest.fixture
 def deciders(own: Settings) -> Iterator[list[Running]]:
-    started: list[Running] = []
-    yield started
-    for running in started:
+    alive: list[Running] = []
+    yield alive
+    for running in alive:
         if running.thread.is_alive():
             running.stop()
 

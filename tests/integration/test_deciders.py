@@ -16,7 +16,7 @@ from domain.ticketing import CreateShow, PlaceHold, Section, Zone
 from producers.envelope import EventRecord
 from producers.topics import DEAD_LETTERS, SHOW_COMMANDS, SHOW_EVENTS
 from stack.services import Stack
-from tests.integration.deciding import Client, started_client
+from tests.integration.deciding import Client, started
 from tests.integration.journal import read_all
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def client(settings: Settings, stack: Stack) -> AsyncIterator[Client]:
-    async with started_client(settings) as c:
+    async with started(Client(settings)) as c:
         yield c
 
 

@@ -20,6 +20,7 @@ from producers.registries import TICKETING
 from producers.replies import ReplyWaiter
 from producers.topics import SHOW_COMMANDS, SHOW_REJECTIONS, SOCIAL_COMMANDS, SOCIAL_REJECTIONS
 from stack.services import Stack
+from tests.integration.deciding import started
 from tests.integration.journal import read_all
 from tests.integration.test_deciders import create_show
 
@@ -53,13 +54,8 @@ class Client:
 
 @pytest.fixture
 async def client(settings: Settings, stack: Stack) -> AsyncIterator[Client]:
-    c = Client(settings)
-    await c.replies.start()
-    try:
+    async with started(Client(settings)) as c:
         yield c
-    finally:
-        await c.replies.stop()
-        c.producer.close()
 
 
 def journaled_rejections(settings: Settings, topic: str, command_id: str) -> list[Reply]:

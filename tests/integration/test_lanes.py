@@ -22,7 +22,7 @@ from processors import deciders
 from producers.envelope import EventRecord
 from producers.journal import producer_config
 from producers.topics import SHOW_EVENTS
-from tests.integration.deciding import Client, Running, own_topics, started_client
+from tests.integration.deciding import Client, Running, own_topics, started
 from tests.integration.journal import read_all
 from tests.integration.test_deciders import create_show, hold
 
@@ -36,7 +36,7 @@ def own(settings: Settings) -> Settings:
 
 @pytest.fixture
 async def client(own: Settings) -> AsyncIterator[Client]:
-    async with started_client(own) as c:
+    async with started(Client(own)) as c:
         yield c
 
 

@@ -19,11 +19,12 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from boxoffice.settings import Settings
-from processors.deciders import DeciderLoop, _Batch
+from processors.deciders import DeciderLoop
+from processors.lanes import Batch, Lanes
 from producers.contexts import TICKETING_CONTEXT
 from producers.envelope import EventRecord, Reply
 from producers.topics import REPLIES, SHOW_EVENTS
-from tests.integration.deciding import Client, Running, own_topics, started_client
+from tests.integration.deciding import Client, Running, own_topics, started
 from tests.integration.journal import read_all
 from tests.integration.test_deciders import create_show, hold
 
@@ -37,15 +38,15 @@ def own(settings: Settings) -> Settings:
 
 @pytest.fixture
 async def client(own: Settings) -> AsyncIterator[Client]:
-    async with started_client(own) as c:
+    async with started(Client(own)) as c:
         yield c
 
 
 @pytest.fixture
 def loops() -> Iterator[list[Running]]:
-    started: list[Running] = []
-    yield started
-    for running in started:
+    alive: list[Running] = []
+    yield alive
+    for running in alive:
         if running.thread.is_alive():
             running.stop()
 
@@ -54,14 +55,12 @@ def as_instance(settings: Settings, instance: str) -> Settings:
     return settings.model_copy(update={"processor_instance": instance})
 
 
-def zombie_in_the_middle(
-    settings: Settings, deadline_s: float = 30.0
-) -> tuple[DeciderLoop, _Batch]:
+def zombie_in_the_middle(settings: Settings, deadline_s: float = 30.0) -> tuple[DeciderLoop, Batch]:
     """A loop that decided the first command it met and produced its events, in a
     transaction it has not finished: its offsets and commit are held back."""
     loop = DeciderLoop(settings, [TICKETING_CONTEXT])
-    held: list[_Batch] = []
-    loop._finish = held.append  # type: ignore[method-assign,assignment]
+    held: list[Batch] = []
+    loop.lanes.finish = held.append  # type: ignore[method-assign,assignment]
     loop.consumer.subscribe(list(loop.specs), on_assign=loop._on_assign)
     deadline = time.monotonic() + deadline_s
     while not held and time.monotonic() < deadline:
@@ -100,14 +99,14 @@ def bury(zombie: DeciderLoop) -> None:
     """Let the zombie's clients go now, not at the end of the test session."""
     with contextlib.suppress(Exception):
         zombie.consumer.close()
-    zombie.finisher.shutdown()
+    zombie.lanes.close()
     zombie.snapshot_writer.shutdown()
-    zombie.lanes.clear()
+    zombie.lanes.lanes.clear()
 
 
-def finish(zombie: DeciderLoop, batch: _Batch) -> None:
+def finish(zombie: DeciderLoop, batch: Batch) -> None:
     """What the zombie's lane would have done: offsets, then commit."""
-    DeciderLoop._finish(zombie, batch)
+    Lanes.finish(zombie.lanes, batch)
 
 
 async def test_a_restarted_instance_fences_its_zombie(
