@@ -48,25 +48,11 @@ class Subscription:
 
 
 class EventHub:
-    def __init__(
-        self, settings: Settings, topics: Iterable[Topic], tail: Tail | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, topics: Iterable[Topic], tail: Tail) -> None:
         self._settings = settings
-        self._topics = [t.name(settings) for t in topics]
         self._subs: dict[tuple[str, str], set[Subscription]] = defaultdict(set)
-        # The journals come through `tail`, shared with the process's other readers (then its
-        # owner starts and stops it), or through a tail of their own.
-        self._own_tail = tail is None
-        self._tail = Tail(settings) if tail is None else tail
-        self._tail.read(self._topics, self._take)
-
-    async def start(self) -> None:
-        if self._own_tail:
-            await self._tail.start()
-
-    async def stop(self) -> None:
-        if self._own_tail:
-            await self._tail.stop()
+        # The journals come through the process's one tail, which its owner starts and stops.
+        tail.read([t.name(settings) for t in topics], self._take)
 
     def subscribe(
         self, topic: Topic, stream_id: str = ANY_STREAM, maxsize: int = 1000

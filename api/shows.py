@@ -65,7 +65,6 @@ async def list_shows(svc: Annotated[Services, Depends(services)]) -> Response:
 
 @router.get("/shows/{show_id}")
 async def get_show(show_id: str, svc: Annotated[Services, Depends(services)]) -> Response:
-
     checked_show_id(show_id)
     show = await listed_show(svc, show_id)
     live = svc.seatmaps.current(show_id)

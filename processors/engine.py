@@ -429,12 +429,12 @@ PROJECTIONS: dict[str, type[GuardedProjection]] = {
 # -- Faust ------------------------------------------------------------------------------------
 
 
-def read_committed(settings: Settings) -> None:
+def fold_reader(settings: Settings) -> None:
     """Make Faust's consumer read only committed messages, exactly-once mode or not, and
     fetch as a reader that folds (producers/fetching.py): Faust asks for every record at
     once, which woke the views once per decider transaction."""
     thread = faust_aiokafka.AIOKafkaConsumerThread
-    if getattr(thread, "_boxoffice_read_committed", False):
+    if getattr(thread, "_boxoffice_fold_reader", False):
         return
     create = thread._create_worker_consumer
     fetch = folding_aiokafka(settings)
@@ -449,7 +449,7 @@ def read_committed(settings: Settings) -> None:
         return consumer
 
     setattr(thread, "_create_worker_consumer", patched)  # noqa: B010
-    setattr(thread, "_boxoffice_read_committed", True)  # noqa: B010
+    setattr(thread, "_boxoffice_fold_reader", True)  # noqa: B010
 
 
 def inline_delivery() -> None:
@@ -619,7 +619,7 @@ def install(
     tick_s: float = SNAPSHOT_TICK_S,
 ) -> None:
     """One agent running `projection` over its topics in batches, plus its snapshot timer."""
-    read_committed(projection.settings)
+    fold_reader(projection.settings)
     inline_delivery()
     cheap_gaps()
     # Faust's stream takes one event-loop turn per event: uvloop's turns cost less (bench/

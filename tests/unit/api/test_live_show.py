@@ -11,6 +11,7 @@ from api.seatmaps import LiveShow, Viewer, delta_frame
 from boxoffice.settings import Settings
 from domain.ticketing.views import SeatMapView
 from producers.registries import TICKETING
+from producers.tailing import Tail
 from producers.topics import SHOW_EVENTS
 from tests.unit.ticketing.scenarios import SHOW, seats_held, show_created
 
@@ -20,7 +21,8 @@ async def loaded_at_version_1(show_id: str) -> SeatMapView | None:
 
 
 async def live_show(tmp_path: Path) -> LiveShow:
-    hub = EventHub(Settings(var_dir=tmp_path), (SHOW_EVENTS,))  # never started: fed by hand
+    settings = Settings(var_dir=tmp_path)
+    hub = EventHub(settings, (SHOW_EVENTS,), Tail(settings))  # never started: fed by hand
     live = LiveShow(SHOW, hub, loaded_at_version_1)
     await live.ready.wait()
     return live
